@@ -1,0 +1,91 @@
+"""Self-describing artifacts (design section 2): how to feed a model and read its output.
+
+ONNX files carry these keys in ``metadata_props``; TFLite files in a sidecar ``<file>.json``;
+torch checkpoints in their ``metadata`` entry. This module is the only place the key names
+and their string encoding live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from landmarks.errors import ModelError
+
+PREFIX = "landmarks."
+LAYOUTS = ("NCHW", "NHWC")
+OUTPUTS = ("xy_norm",)
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """Preprocessing and output convention of one model artifact."""
+
+    num_points: int = 68
+    input_size: int = 112
+    layout: str = "NCHW"
+    color: str = "RGB"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    crop_scale: float = 1.25
+    output: str = "xy_norm"
+    source: str = field(default="unknown")
+
+    def __post_init__(self) -> None:
+        if self.num_points <= 0 or self.input_size <= 0:
+            raise ModelError(f"metadata: num_points and input_size must be positive, got {self}")
+        if self.layout not in LAYOUTS:
+            raise ModelError(f"metadata: layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.color not in ("RGB", "BGR"):
+            raise ModelError(f"metadata: color must be RGB or BGR, got {self.color!r}")
+        if self.output not in OUTPUTS:
+            raise ModelError(f"metadata: output must be one of {OUTPUTS}, got {self.output!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ModelError("metadata: mean and std need three values, std positive")
+        if self.crop_scale <= 0:
+            raise ModelError(f"metadata: crop_scale must be positive, got {self.crop_scale}")
+
+    def replace(self, **changes: Any) -> ArtifactMetadata:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return ArtifactMetadata(**values)
+
+    def to_strings(self) -> dict[str, str]:
+        """The section-2 key/value strings (``landmarks.mean`` -> ``"0.5,0.5,0.5"``)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ",".join(_fmt(v) for v in value)
+            elif isinstance(value, float):
+                value = _fmt(value)
+            out[PREFIX + f.name] = str(value)
+        return out
+
+    @classmethod
+    def from_strings(cls, props: dict[str, str], where: str = "artifact") -> ArtifactMetadata:
+        """Parse section-2 strings; a missing or malformed key is a :class:`ModelError`."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = PREFIX + f.name
+            if key not in props:
+                if f.name == "source":
+                    continue
+                raise ModelError(f"{where}: missing metadata key {key!r} (design section 2)")
+            raw = props[key]
+            try:
+                if f.name in ("num_points", "input_size"):
+                    values[f.name] = int(raw)
+                elif f.name == "crop_scale":
+                    values[f.name] = float(raw)
+                elif f.name in ("mean", "std"):
+                    values[f.name] = tuple(float(v) for v in raw.split(","))
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ModelError(f"{where}: metadata key {key!r} has a malformed value {raw!r}") from None
+        return cls(**values)
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value)).removesuffix(".0") if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,1 @@
+"""recipes stage of the landmark pipeline."""
