@@ -1,0 +1,332 @@
+"""The training loop shared by teacher and student: resumable, deterministic, DDP-ready.
+
+A *task* (teacher heatmap training, student distillation) supplies the modules to train, a
+loss for a batch, and a validation function; the engine owns everything else: data order,
+learning-rate schedule, progress bar, per-epoch log, state checkpoints, Ctrl-C, and
+DistributedDataParallel when launched under ``torchrun``.
+
+Resuming is exact: data order and augmentation are pure functions of (seed, epoch, index),
+the learning rate is a pure function of the step, and the state file holds the weights, the
+optimizer and the position inside the epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from distill.config import TrainConfig
+from landmarks.atomic import write_bytes, write_json, write_text
+from landmarks.errors import ConfigError, ModelError
+
+
+class TrainingTask(Protocol):
+    """What the engine needs from a task; ``modules`` are trained and checkpointed."""
+
+    modules: nn.ModuleDict
+
+    def loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch; the ``total`` entry is back-propagated."""
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics (``nme_io`` in percent at least), computed on rank 0."""
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in a ``torchrun`` job (world of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environ(cls) -> DistEnv:
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+
+def resolve_device(name: str, env: DistEnv) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(env: DistEnv, device: torch.device) -> None:
+    if env.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up then cosine decay to 1 % of ``base_lr``; a pure function of the step."""
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class _ListSampler(Sampler[int]):
+    def __init__(self, indices: Sequence[int]) -> None:
+        self.indices = list(indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    seconds: float
+    images_per_s: float
+    losses: dict[str, float]
+    val: dict[str, float]
+
+    def row(self) -> dict[str, float]:
+        return {
+            "epoch": self.epoch, "lr": self.lr, "seconds": round(self.seconds, 2),
+            "images_per_s": round(self.images_per_s, 1),
+            **{f"loss_{k}": v for k, v in self.losses.items()},
+            **{f"val_{k}": v for k, v in self.val.items()},
+        }
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    weight_checksums: list[str] = field(default_factory=list)
+
+
+class _LossModule(nn.Module):
+    """Puts the task's loss behind ``forward`` so DDP can hook the trained parameters."""
+
+    def __init__(self, task: TrainingTask) -> None:
+        super().__init__()
+        self.trained = task.modules
+        self._task = (task,)  # a tuple, so the task itself is not registered as a submodule
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self._task[0].loss(batch)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step and stops."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave handlers alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Runs a :class:`TrainingTask` for ``cfg.epochs`` epochs with state in ``run_dir``."""
+
+    def __init__(
+        self,
+        name: str,
+        task: TrainingTask,
+        dataset: Dataset,
+        cfg: TrainConfig,
+        run_dir: Path,
+        *,
+        seed: int = 0,
+        device: torch.device | None = None,
+        env: DistEnv | None = None,
+        num_workers: int = 0,
+        progress: bool = True,
+        on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.task = task
+        self.dataset = dataset
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.device = device or torch.device("cpu")
+        self.env = env or DistEnv()
+        self.num_workers = num_workers
+        self.progress = progress
+        self.on_epoch_end = on_epoch_end
+        self.state_path = self.run_dir / f"{name}.state.pt"
+        self.log_path = self.run_dir / f"{name}_log.csv"
+        params = [p for p in task.modules.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=self.env.world_size, rank=self.env.rank, shuffle=True, seed=seed,
+            drop_last=True,
+        )
+        self.steps_per_epoch = max(1, len(self.sampler) // cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = min(self.total_steps // 2, self.steps_per_epoch * cfg.warmup_epochs)
+        self.train_modules: nn.Module = _LossModule(task)
+        if self.env.world_size > 1:
+            self.train_modules = nn.parallel.DistributedDataParallel(self.train_modules)
+
+    # -- state ---------------------------------------------------------------------------
+    def _save_state(self, epoch: int, step_in_epoch: int, history: list[EpochRecord]) -> None:
+        if not self.env.is_main:
+            return
+        payload = {
+            "modules": self.task.modules.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "history": [vars(r) for r in history],
+            "torch_rng": torch.get_rng_state(),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_bytes(self.state_path, buffer.getvalue())
+
+    def _load_state(self) -> tuple[int, int, list[EpochRecord]]:
+        try:
+            payload = torch.load(self.state_path, map_location=self.device, weights_only=True)
+            self.task.modules.load_state_dict(payload["modules"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except Exception as err:  # corrupt or foreign file: one clear line for the user
+            raise ModelError(f"{self.state_path}: cannot resume from this state file ({err})") from None
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        history = [EpochRecord(**r) for r in payload["history"]]
+        return int(payload["epoch"]), int(payload["step_in_epoch"]), history
+
+    def has_state(self) -> bool:
+        return self.state_path.is_file()
+
+    # -- loop ----------------------------------------------------------------------------
+    def _loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        indices = list(self.sampler)[skip_batches * self.cfg.batch_size :]
+        return DataLoader(
+            self.dataset, batch_size=self.cfg.batch_size, sampler=_ListSampler(indices),
+            num_workers=self.num_workers, drop_last=True, persistent_workers=False,
+        )
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        start_epoch, skip, history = 0, 0, []
+        if resume:
+            start_epoch, skip, history = self._load_state()
+        started = time.perf_counter()
+        with _StopFlag() as stop:
+            for epoch in range(start_epoch, self.cfg.epochs):
+                record = self._run_epoch(epoch, skip, stop, history)
+                skip = 0
+                history.append(record)
+                self._save_state(epoch + 1, 0, history)
+                self._write_log(history)
+                if self.on_epoch_end is not None and self.env.is_main:
+                    self.on_epoch_end(record)
+        result = TrainResult(history=history, seconds=time.perf_counter() - started)
+        result.weight_checksums = self._gather_checksums()
+        return result
+
+    def _run_epoch(self, epoch: int, skip: int, stop: _StopFlag, history: list[EpochRecord]) -> EpochRecord:
+        from tqdm import tqdm
+
+        self.train_modules.train()
+        totals: dict[str, float] = {}
+        seen, started = 0, time.perf_counter()
+        loader = self._loader(epoch, skip)
+        bar = tqdm(
+            loader, total=self.steps_per_epoch, initial=skip, desc=f"{self.name} {epoch + 1}/{self.cfg.epochs}",
+            disable=not (self.progress and self.env.is_main), leave=False, dynamic_ncols=True,
+        )
+        lr = self.cfg.lr
+        for step_in_epoch, batch in enumerate(bar, start=skip):
+            if stop.raised:
+                self._save_state(epoch, step_in_epoch, history)
+                raise KeyboardInterrupt
+            lr = lr_at(epoch * self.steps_per_epoch + step_in_epoch, self.total_steps, self.warmup_steps, self.cfg.lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            losses = self.train_modules(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            self.optimizer.step()
+            n = len(batch["image"])
+            seen += n
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) * n
+            bar.set_postfix(loss=f"{float(losses['total']):.4f}", lr=f"{lr:.1e}")
+        if stop.raised:
+            self._save_state(epoch, self.steps_per_epoch, history)
+            raise KeyboardInterrupt
+        seconds = time.perf_counter() - started
+        self.train_modules.eval()
+        val = self.task.validate() if self.env.is_main else {}
+        return EpochRecord(
+            epoch=epoch + 1, lr=lr, seconds=seconds, images_per_s=seen * self.env.world_size / max(seconds, 1e-9),
+            losses={k: v / max(seen, 1) for k, v in totals.items()}, val=val,
+        )
+
+    def _write_log(self, history: list[EpochRecord]) -> None:
+        if not self.env.is_main:
+            return
+        rows = [r.row() for r in history]
+        fieldnames: list[str] = []
+        for row in rows:
+            fieldnames += [k for k in row if k not in fieldnames]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.log_path, buffer.getvalue())
+        write_json(self.log_path.with_suffix(".json"), rows)
+
+    def _gather_checksums(self) -> list[str]:
+        """sha256 of this rank's weights, gathered from every rank (identical under DDP)."""
+        digest = hashlib.sha256()
+        for key, tensor in sorted(self.task.modules.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        mine = digest.hexdigest()
+        if self.env.world_size == 1 or not dist.is_initialized():
+            return [mine]
+        gathered: list[str] = [""] * self.env.world_size
+        dist.all_gather_object(gathered, mine)
+        return gathered

@@ -1,0 +1,212 @@
+"""Teacher -> student: get a teacher (load, reuse from the run folder, or train), then train
+the student with knowledge distillation, and write checkpoints, logs and final metrics.
+
+Run folder layout::
+
+    <out>/teacher.pt            FAN checkpoint (reused by the next run with the same config)
+    <out>/student.pt            PFLD checkpoint
+    <out>/{teacher,student}_log.{csv,json}   losses and validation NME per epoch
+    <out>/{teacher,student}.state.pt         resumable training state
+    <out>/metrics.json          final validation metrics of both models
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distill.config import DistillConfig
+from distill.engine import DistEnv, Trainer, init_distributed, resolve_device
+from distill.tasks import StudentTask, TeacherTask
+from landmarks.atomic import write_json
+from landmarks.data import AugmentConfig, open_dataset
+from landmarks.errors import ConfigError, ModelError
+from landmarks.metadata import ArtifactMetadata
+from landmarks.models import Checkpoint, create_model, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    teacher_path: Path | None
+    student_path: Path
+    teacher_source: str  # "checkpoint", "cached", "trained" or "none"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _metadata(arch: str, input_size: int, crop_scale: float, num_points: int) -> ArtifactMetadata:
+    return ArtifactMetadata(num_points=num_points, input_size=input_size, crop_scale=crop_scale, source=arch)
+
+
+class _Validator:
+    """Validation NME of a model on the held-out set, through the torch predictor."""
+
+    def __init__(self, spec: str, crop_scale: float, seed: int, count: int, limit: int | None = None) -> None:
+        self.spec, self.crop_scale, self.seed, self.count, self.limit = spec, crop_scale, seed, count, limit
+        self._datasets: dict[int, Any] = {}
+
+    def dataset(self, input_size: int) -> Any:
+        if input_size not in self._datasets:
+            self._datasets[input_size] = open_dataset(
+                self.spec, input_size=input_size, crop_scale=self.crop_scale, seed=self.seed,
+                synthetic_count=self.count,
+            )
+        return self._datasets[input_size]
+
+    def __call__(self, model: nn.Module, metadata: ArtifactMetadata) -> dict[str, float]:
+        from landmarks.evaluate import evaluate
+        from landmarks.runtimes.torch_runtime import TorchPredictor
+
+        report = evaluate(
+            TorchPredictor(model, metadata), self.dataset(metadata.input_size),
+            batch_size=64, limit=self.limit, progress=False,
+        )
+        m = report.metrics
+        return {"nme_io": m.nme_io, "fr_010": m.fr_010, "auc_008": m.auc_008}
+
+
+def _val_spec(cfg: DistillConfig) -> tuple[str, int]:
+    """Validation data and its synthetic seed; synthetic validation faces never overlap
+    training faces (seeds far apart)."""
+    if cfg.data.val:
+        return cfg.data.val, cfg.seed + 10_000_000
+    if cfg.data.train.split(":")[0] == "synthetic":
+        return f"synthetic:{cfg.data.synthetic_val}", cfg.seed + 10_000_000
+    raise ConfigError("training on a folder needs validation data too: pass --val-data PATH")
+
+
+def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = False) -> DistillResult:
+    """The whole teacher -> student run of ``python -m distill``; see the module docstring."""
+    env = DistEnv.from_environ()
+    device = resolve_device(cfg.device, env)
+    init_distributed(env, device)
+    run_dir = Path(cfg.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume and not any(run_dir.glob("*.state.pt")):
+        raise ConfigError(f"--resume: nothing to resume in {run_dir} (no *.state.pt files)")
+    torch.manual_seed(cfg.seed)
+
+    use_teacher = cfg.kd.enabled and not no_kd
+    crop_size = max(cfg.student.input_size, cfg.teacher.input_size if use_teacher else 0)
+    train_ds = open_dataset(
+        cfg.data.train, input_size=crop_size, crop_scale=cfg.data.crop_scale, augment=AugmentConfig(),
+        seed=cfg.seed, synthetic_count=cfg.data.synthetic_train,
+    )
+    num_points = train_ds.num_points
+    val_spec, val_seed = _val_spec(cfg)
+    validator = _Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val)
+    common = {"seed": cfg.seed, "device": device, "env": env, "num_workers": cfg.data.num_workers,
+              "progress": cfg.progress}
+
+    teacher, teacher_path, teacher_source = None, None, "none"
+    if use_teacher:
+        teacher, teacher_path, teacher_source = _get_teacher(cfg, train_ds, validator, num_points, resume, common)
+
+    student_meta = _metadata(cfg.student.arch, cfg.student.input_size, cfg.data.crop_scale, num_points)
+    student = create_model(cfg.student.arch, num_points=num_points).to(device)
+    task = StudentTask(
+        student, cfg.student.input_size, student_meta, cfg.kd if use_teacher else _no_kd(cfg),
+        lambda m: validator(m, student_meta), teacher=teacher,
+        teacher_size=cfg.teacher.input_size if teacher is not None else None,
+    )
+    task.modules.to(device)
+    trainer = Trainer("student", task, train_ds, cfg.student.train, run_dir, **common)
+    student_result = trainer.fit(resume=resume and trainer.has_state())
+    student_path = run_dir / "student.pt"
+    metrics: dict[str, Any] = {}
+    if env.is_main:
+        save_checkpoint(student_path, Checkpoint(
+            arch=cfg.student.arch, arch_config={"num_points": num_points},
+            state_dict=student.state_dict(), metadata=student_meta,
+            extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict()},
+        ))
+        metrics = _final_metrics(cfg, validator, student, student_meta, teacher, student_result, teacher_path)
+        write_json(run_dir / "metrics.json", metrics)
+    return DistillResult(run_dir, teacher_path, student_path, teacher_source, metrics)
+
+
+def _no_kd(cfg: DistillConfig) -> Any:
+    from distill.config import replace
+
+    return replace(cfg.kd, enabled=False)
+
+
+def _get_teacher(
+    cfg: DistillConfig, train_ds: Any, validator: _Validator, num_points: int, resume: bool, common: dict[str, Any]
+) -> tuple[nn.Module, Path, str]:
+    device = common["device"]
+    if cfg.teacher.checkpoint:
+        ckpt = load_checkpoint(cfg.teacher.checkpoint)
+        _check_teacher(ckpt, num_points, cfg.teacher.checkpoint)
+        return ckpt.build().to(device), Path(cfg.teacher.checkpoint), "checkpoint"
+
+    run_dir = Path(cfg.out)
+    teacher_path = run_dir / "teacher.pt"
+    key = _config_hash({"teacher": asdict(cfg.teacher), "data": asdict(cfg.data), "seed": cfg.seed})
+    if teacher_path.is_file():
+        ckpt = load_checkpoint(teacher_path)
+        if ckpt.extra.get("config_hash") == key:
+            _check_teacher(ckpt, num_points, teacher_path)
+            return ckpt.build().to(device), teacher_path, "cached"
+
+    meta = _metadata(cfg.teacher.arch, cfg.teacher.input_size, cfg.data.crop_scale, num_points)
+    arch_config = {"width": cfg.teacher.width, "num_points": num_points, "input_size": cfg.teacher.input_size}
+    teacher = create_model(cfg.teacher.arch, **arch_config).to(device)
+    task = TeacherTask(teacher, cfg.teacher, meta, lambda m: validator(m, meta))
+    trainer = Trainer("teacher", task, train_ds, cfg.teacher.train, run_dir, **common)
+    result = trainer.fit(resume=resume and trainer.has_state())
+    if common["env"].is_main:
+        save_checkpoint(teacher_path, Checkpoint(
+            arch=cfg.teacher.arch, arch_config=arch_config, state_dict=teacher.state_dict(), metadata=meta,
+            extra={"config_hash": key, "train_seconds": result.seconds, "config": cfg.to_dict()},
+        ))
+    teacher.eval()
+    return teacher, teacher_path, "trained"
+
+
+def _check_teacher(ckpt: Checkpoint, num_points: int, where: Any) -> None:
+    if not ckpt.arch.startswith("fan"):
+        raise ModelError(f"{where}: teacher checkpoint is a {ckpt.arch!r}, not a FAN model")
+    if ckpt.metadata.num_points != num_points:
+        raise ModelError(
+            f"{where}: teacher predicts {ckpt.metadata.num_points} points but the data has {num_points}"
+        )
+
+
+def _model_mb(model: nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+
+
+def _final_metrics(
+    cfg: DistillConfig, validator: _Validator, student: nn.Module, student_meta: ArtifactMetadata,
+    teacher: nn.Module | None, student_result: Any, teacher_path: Path | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "val_data": validator.spec,
+        "student": {
+            "arch": cfg.student.arch, "kd": teacher is not None,
+            "params": sum(p.numel() for p in student.parameters()), "fp32_mb": round(_model_mb(student), 3),
+            "train_seconds": round(student_result.seconds, 1),
+            **validator(student, student_meta),
+        },
+        "weight_checksums": student_result.weight_checksums,
+    }
+    if teacher is not None and teacher_path is not None:
+        meta = load_checkpoint(teacher_path).metadata
+        out["teacher"] = {
+            "arch": cfg.teacher.arch, "params": sum(p.numel() for p in teacher.parameters()),
+            "fp32_mb": round(_model_mb(teacher), 3), **validator(teacher, meta),
+        }
+    return out
