@@ -1,0 +1,113 @@
+"""``python -m landmarks.eval MODEL DATA``: evaluate one model and write metrics and plots.
+
+Thin on purpose: it parses arguments, calls :func:`landmarks.evaluate.evaluate` and the
+plotting functions, and prints the metric table. Writes ``metrics.json``, ``ced.png`` and
+``samples.png`` (atomically) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from landmarks.errors import cli_errors
+
+PROG = "python -m landmarks.eval"
+SAMPLES = 16
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Evaluate a facial-landmark model (.onnx, .tflite, or a .pt/.pth checkpoint) on an "
+            "annotated dataset and report NME (inter-ocular, box, image), failure rate and AUC. "
+            "The model's own metadata (input size, crop scale, normalization) defines the crops."
+        ),
+        epilog="example: python -m landmarks.eval student.onnx data/300w/helen/testset --limit 200",
+    )
+    parser.add_argument(
+        "model", type=Path, help="model artifact: .onnx, .tflite (with its .json sidecar), .pt/.pth"
+    )
+    parser.add_argument(
+        "data", help="dataset: folder of images + .pts, annot.pkl folder, WFLW list file, or synthetic[:N]"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR",
+        help="output folder for metrics.json, ced.png, samples.png (default: ./eval_<model stem>/)",
+    )
+    count = {"type": _positive_int, "metavar": "N"}
+    parser.add_argument("--batch-size", default=32, help="crops per inference call (default 32)", **count)
+    parser.add_argument("--limit", default=None, help="evaluate only the first N faces", **count)
+    parser.add_argument("--threads", default=None, help="inference threads (default: runtime's)", **count)
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with cli_errors(PROG):
+        run(args)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> None:
+    from landmarks.atomic import write_json
+    from landmarks.evaluate import evaluate
+    from landmarks.plots import plot_ced, plot_samples
+    from landmarks.runtimes import load_predictor
+
+    predictor = load_predictor(args.model, num_threads=args.threads)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = evaluate(predictor, args.data, batch_size=args.batch_size, limit=args.limit, progress=progress)
+    out = args.out if args.out is not None else Path(f"eval_{args.model.stem}")
+    write_json(out / "metrics.json", report.to_json())
+    plot_ced({report.model_name: report.per_image["nme_io"]}, out / "ced.png")
+    count = min(SAMPLES, len(report.images))
+    plot_samples(report.images[:count], report.pred[:count], report.gt[:count], out / "samples.png")
+    print_table(report)
+    print(f"wrote {out / 'metrics.json'}, {out / 'ced.png'}, {out / 'samples.png'}")
+
+
+def print_table(report) -> None:
+    """The section-3 metrics, each NME with the normalizer it uses."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from landmarks.evaluate import normalizers
+
+    m = report.metrics
+    norms = normalizers(report.metadata.num_points, report.metadata.input_size)
+    table = Table(
+        title=f"{report.model_name} ({report.runtime}) on {report.dataset}: {m.num_images} faces",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("normalized by / computed on")
+    table.add_row("nme_io", f"{m.nme_io:.3f} %", norms["nme_io"])
+    table.add_row("nme_box", f"{m.nme_box:.3f} %", norms["nme_box"])
+    table.add_row("nme_img", f"{m.nme_img:.3f} %", norms["nme_img"])
+    rates = {"fr@0.08": m.fr_008, "fr@0.10": m.fr_010, "auc@0.08": m.auc_008, "auc@0.10": m.auc_010}
+    for name, value in rates.items():
+        table.add_row(name, f"{value:.4f}", "per-image nme_io (fraction)")
+    Console(width=max(100, Console().width)).print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

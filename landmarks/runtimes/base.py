@@ -1,0 +1,104 @@
+"""The one predictor interface over every runtime, and the one place inputs are preprocessed.
+
+Usage::
+
+    predictor = load_predictor("student.onnx")
+    result = predictor.predict(crops)          # uint8 [N, S, S, 3] RGB section-1 crops
+    pixels = result.points * predictor.metadata.input_size
+
+Preprocessing is derived from the artifact's section-2 metadata alone (channel order, scaling,
+mean/std, layout), so torch, onnxruntime and LiteRT see exactly the same tensor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from landmarks.errors import DataError, ModelError
+from landmarks.metadata import ArtifactMetadata
+
+
+@dataclass(frozen=True)
+class LandmarkResult:
+    """Predicted landmarks, ``points`` float32 ``[N, P, 2]`` normalized to the crop (``xy_norm``)."""
+
+    points: np.ndarray
+
+
+def check_crops(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    """Crops as uint8 ``[N, S, S, 3]``; a single ``[S, S, 3]`` crop becomes a batch of one."""
+    crops = np.asarray(crops)
+    if crops.ndim == 3:
+        crops = crops[None]
+    size = metadata.input_size
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
+        raise DataError(
+            f"crops must be uint8 [N, {size}, {size}, 3] RGB (the model's input_size is {size}), "
+            f"got shape {list(crops.shape)}"
+        )
+    if crops.dtype != np.uint8:
+        raise DataError(f"crops must be uint8 RGB pixels, got dtype {crops.dtype}")
+    return crops
+
+
+def preprocess(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    """uint8 RGB crops -> the model's float32 input tensor, as section 2 of the design prescribes.
+
+    Channel order, scaling to [0, 1], ``(x - mean) / std`` and layout all come from
+    ``metadata``; nothing else in the project converts pixels to model inputs.
+    """
+    x = check_crops(crops, metadata).astype(np.float32) / np.float32(255.0)
+    if metadata.color == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(metadata.mean, np.float32)) / np.asarray(metadata.std, np.float32)
+    if metadata.layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def as_points(raw: np.ndarray, num_points: int, where: str = "model") -> np.ndarray:
+    """Model output ``[N, P, 2]`` or flat ``[N, 2P]`` -> float32 ``[N, P, 2]``."""
+    raw = np.asarray(raw)
+    if raw.ndim < 2 or raw.size != len(raw) * 2 * num_points:
+        raise ModelError(
+            f"{where}: output shape {list(raw.shape)} does not hold {num_points} (x, y) points per "
+            "image as its metadata says"
+        )
+    return raw.reshape(len(raw), num_points, 2).astype(np.float32)
+
+
+class Predictor(ABC):
+    """Runs one landmark model on section-1 crops; subclasses implement :meth:`_run`.
+
+    ``batch_size`` caps how many crops go into one call of the model (``None``: all at once);
+    runtimes with a fixed batch dimension set it to that dimension.
+    """
+
+    runtime: str = ""
+    batch_size: int | None = None
+
+    def __init__(self, metadata: ArtifactMetadata, name: str) -> None:
+        self.metadata = metadata
+        self.name = name
+
+    def predict(self, crops: np.ndarray) -> LandmarkResult:
+        """Landmarks of uint8 RGB crops ``[N, S, S, 3]``, ``S`` = ``metadata.input_size``."""
+        inputs = preprocess(crops, self.metadata)
+        step = self.batch_size or max(len(inputs), 1)
+        chunks = [
+            as_points(self._run(inputs[i : i + step]), self.metadata.num_points, self.name)
+            for i in range(0, len(inputs), step)
+        ]
+        if not chunks:
+            return LandmarkResult(np.zeros((0, self.metadata.num_points, 2), np.float32))
+        return LandmarkResult(np.concatenate(chunks))
+
+    @abstractmethod
+    def _run(self, inputs: np.ndarray) -> np.ndarray:
+        """Raw model output for one batch of preprocessed inputs (float32, metadata layout)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, runtime={self.runtime!r})"
