@@ -26,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--teacher", default="fan", help=f"teacher architecture: {', '.join(teachers)} (fan = fan2)")
     p.add_argument("--student", default="pfld025", help=f"student architecture: {', '.join(students)}")
-    p.add_argument("--data", default="synthetic", help="training faces: a dataset path (comma-separated "
-                   "for several), or 'synthetic' / 'synthetic:N'")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="training faces: a dataset path (comma-separated for several), or 'synthetic' / 'synthetic:N'",
+    )
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
     p.add_argument("--teacher-checkpoint", default=None, help="load this FAN checkpoint instead of training one")
     p.add_argument("--epochs", type=int, default=None, help="student epochs (default: 12)")
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-input-size", type=int, default=128, help="teacher input side, pixels")
     p.add_argument("--no-kd", action="store_true", help="train the same student without a teacher")
     p.add_argument("--kd-output-weight", type=float, default=1.0, help="weight of the teacher-landmark loss")
-    p.add_argument("--kd-feature-weight", type=float, default=0.5, help="weight of the FitNet feature loss")
+    p.add_argument("--kd-feature-weight", type=float, default=0.05, help="weight of the FitNet feature loss")
     p.add_argument("--synthetic-train", type=int, default=4000, help="synthetic training faces")
     p.add_argument("--synthetic-val", type=int, default=300, help="synthetic validation faces")
     p.add_argument("--workers", type=int, default=1, help="data-loading worker processes")
@@ -64,17 +67,30 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
         batch_size=args.batch_size if args.batch_size is not None else 32,
         lr=args.lr if args.lr is not None else 2e-3,
     )
-    teacher_train = TrainConfig(epochs=args.teacher_epochs if args.teacher_epochs is not None else 8,
-                                batch_size=16, lr=2e-3)
+    teacher_train = TrainConfig(
+        epochs=args.teacher_epochs if args.teacher_epochs is not None else 8, batch_size=16, lr=2e-3
+    )
     return DistillConfig(
-        data=DataConfig(train=args.data, val=args.val_data, synthetic_train=args.synthetic_train,
-                        synthetic_val=args.synthetic_val, num_workers=args.workers),
-        teacher=TeacherConfig(arch=teacher_arch, width=args.teacher_width, input_size=args.teacher_input_size,
-                              checkpoint=args.teacher_checkpoint, train=teacher_train),
+        data=DataConfig(
+            train=args.data,
+            val=args.val_data,
+            synthetic_train=args.synthetic_train,
+            synthetic_val=args.synthetic_val,
+            num_workers=args.workers,
+        ),
+        teacher=TeacherConfig(
+            arch=teacher_arch,
+            width=args.teacher_width,
+            input_size=args.teacher_input_size,
+            checkpoint=args.teacher_checkpoint,
+            train=teacher_train,
+        ),
         student=StudentConfig(arch=args.student, train=student_train),
-        kd=KDConfig(enabled=not args.no_kd, output_weight=args.kd_output_weight,
-                    feature_weight=args.kd_feature_weight),
-        out=args.out, device=args.device, seed=args.seed, progress=not args.no_progress,
+        kd=KDConfig(enabled=not args.no_kd, output_weight=args.kd_output_weight, feature_weight=args.kd_feature_weight),
+        out=args.out,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
 
 
@@ -93,8 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_summary(result: object) -> None:
     metrics = result.metrics
     student = metrics["student"]
-    print(f"student {student['arch']} ({'KD' if student['kd'] else 'no KD'}): nme_io {student['nme_io']:.2f}% "
-          f"on {metrics['val_data']}, {student['params']:,} params, {student['fp32_mb']:.2f} MB fp32")
+    print(
+        f"student {student['arch']} ({'KD' if student['kd'] else 'no KD'}): nme_io {student['nme_io']:.2f}% "
+        f"on {metrics['val_data']}, {student['params']:,} params, {student['fp32_mb']:.2f} MB fp32"
+    )
     if "teacher" in metrics:
         t = metrics["teacher"]
         print(f"teacher {t['arch']} ({result.teacher_source}): nme_io {t['nme_io']:.2f}%, {t['params']:,} params")

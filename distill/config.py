@@ -71,11 +71,10 @@ class KDConfig:
     enabled: bool = True
     gt_weight: float = 1.0
     output_weight: float = 1.0
-    feature_weight: float = 0.5
-    pose_weight: float = 0.1
+    feature_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("gt_weight", "output_weight", "feature_weight", "pose_weight"):
+        for name in ("gt_weight", "output_weight", "feature_weight"):
             _non_negative(name, getattr(self, name))
 
 

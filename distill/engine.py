@@ -12,6 +12,7 @@ optimizer and the position inside the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -112,7 +113,9 @@ class EpochRecord:
 
     def row(self) -> dict[str, float]:
         return {
-            "epoch": self.epoch, "lr": self.lr, "seconds": round(self.seconds, 2),
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "seconds": round(self.seconds, 2),
             "images_per_s": round(self.images_per_s, 1),
             **{f"loss_{k}": v for k, v in self.losses.items()},
             **{f"val_{k}": v for k, v in self.val.items()},
@@ -147,10 +150,8 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave handlers alone
-                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -195,7 +196,11 @@ class Trainer:
         params = [p for p in task.modules.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sampler = DistributedSampler(
-            dataset, num_replicas=self.env.world_size, rank=self.env.rank, shuffle=True, seed=seed,
+            dataset,
+            num_replicas=self.env.world_size,
+            rank=self.env.rank,
+            shuffle=True,
+            seed=seed,
             drop_last=True,
         )
         self.steps_per_epoch = max(1, len(self.sampler) // cfg.batch_size)
@@ -242,8 +247,12 @@ class Trainer:
             self.dataset.set_epoch(epoch)
         indices = list(self.sampler)[skip_batches * self.cfg.batch_size :]
         return DataLoader(
-            self.dataset, batch_size=self.cfg.batch_size, sampler=_ListSampler(indices),
-            num_workers=self.num_workers, drop_last=True, persistent_workers=False,
+            self.dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=_ListSampler(indices),
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=False,
         )
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -272,8 +281,13 @@ class Trainer:
         seen, started = 0, time.perf_counter()
         loader = self._loader(epoch, skip)
         bar = tqdm(
-            loader, total=self.steps_per_epoch, initial=skip, desc=f"{self.name} {epoch + 1}/{self.cfg.epochs}",
-            disable=not (self.progress and self.env.is_main), leave=False, dynamic_ncols=True,
+            loader,
+            total=self.steps_per_epoch,
+            initial=skip,
+            desc=f"{self.name} {epoch + 1}/{self.cfg.epochs}",
+            disable=not (self.progress and self.env.is_main),
+            leave=False,
+            dynamic_ncols=True,
         )
         lr = self.cfg.lr
         for step_in_epoch, batch in enumerate(bar, start=skip):
@@ -292,7 +306,7 @@ class Trainer:
             seen += n
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) * n
-            bar.set_postfix(loss=f"{float(losses['total']):.4f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}", lr=f"{lr:.1e}")
         if stop.raised:
             self._save_state(epoch, self.steps_per_epoch, history)
             raise KeyboardInterrupt
@@ -300,8 +314,12 @@ class Trainer:
         self.train_modules.eval()
         val = self.task.validate() if self.env.is_main else {}
         return EpochRecord(
-            epoch=epoch + 1, lr=lr, seconds=seconds, images_per_s=seen * self.env.world_size / max(seconds, 1e-9),
-            losses={k: v / max(seen, 1) for k, v in totals.items()}, val=val,
+            epoch=epoch + 1,
+            lr=lr,
+            seconds=seconds,
+            images_per_s=seen * self.env.world_size / max(seconds, 1e-9),
+            losses={k: v / max(seen, 1) for k, v in totals.items()},
+            val=val,
         )
 
     def _write_log(self, history: list[EpochRecord]) -> None:

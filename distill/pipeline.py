@@ -58,7 +58,10 @@ class _Validator:
     def dataset(self, input_size: int) -> Any:
         if input_size not in self._datasets:
             self._datasets[input_size] = open_dataset(
-                self.spec, input_size=input_size, crop_scale=self.crop_scale, seed=self.seed,
+                self.spec,
+                input_size=input_size,
+                crop_scale=self.crop_scale,
+                seed=self.seed,
                 synthetic_count=self.count,
             )
         return self._datasets[input_size]
@@ -68,8 +71,11 @@ class _Validator:
         from landmarks.runtimes.torch_runtime import TorchPredictor
 
         report = evaluate(
-            TorchPredictor(model, metadata), self.dataset(metadata.input_size),
-            batch_size=64, limit=self.limit, progress=False,
+            TorchPredictor(model, metadata),
+            self.dataset(metadata.input_size),
+            batch_size=64,
+            limit=self.limit,
+            progress=False,
         )
         m = report.metrics
         return {"nme_io": m.nme_io, "fr_010": m.fr_010, "auc_008": m.auc_008}
@@ -99,16 +105,26 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     torch.manual_seed(cfg.seed)
 
     use_teacher = cfg.kd.enabled and not no_kd
-    crop_size = max(cfg.student.input_size, cfg.teacher.input_size if use_teacher else 0)
+    # One crop size whether or not a teacher is used, so KD and no-KD students see the same views.
+    crop_size = max(cfg.student.input_size, cfg.teacher.input_size)
     train_ds = open_dataset(
-        cfg.data.train, input_size=crop_size, crop_scale=cfg.data.crop_scale, augment=AugmentConfig(),
-        seed=cfg.seed, synthetic_count=cfg.data.synthetic_train,
+        cfg.data.train,
+        input_size=crop_size,
+        crop_scale=cfg.data.crop_scale,
+        augment=AugmentConfig(),
+        seed=cfg.seed,
+        synthetic_count=cfg.data.synthetic_train,
     )
     num_points = train_ds.num_points
     val_spec, val_seed = _val_spec(cfg)
     validator = _Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val)
-    common = {"seed": cfg.seed, "device": device, "env": env, "num_workers": cfg.data.num_workers,
-              "progress": cfg.progress}
+    common = {
+        "seed": cfg.seed,
+        "device": device,
+        "env": env,
+        "num_workers": cfg.data.num_workers,
+        "progress": cfg.progress,
+    }
 
     teacher, teacher_path, teacher_source = None, None, "none"
     if use_teacher:
@@ -117,8 +133,12 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     student_meta = _metadata(cfg.student.arch, cfg.student.input_size, cfg.data.crop_scale, num_points)
     student = create_model(cfg.student.arch, num_points=num_points).to(device)
     task = StudentTask(
-        student, cfg.student.input_size, student_meta, cfg.kd if use_teacher else _no_kd(cfg),
-        lambda m: validator(m, student_meta), teacher=teacher,
+        student,
+        cfg.student.input_size,
+        student_meta,
+        cfg.kd if use_teacher else _no_kd(cfg),
+        lambda m: validator(m, student_meta),
+        teacher=teacher,
         teacher_size=cfg.teacher.input_size if teacher is not None else None,
     )
     task.modules.to(device)
@@ -127,11 +147,16 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     student_path = run_dir / "student.pt"
     metrics: dict[str, Any] = {}
     if env.is_main:
-        save_checkpoint(student_path, Checkpoint(
-            arch=cfg.student.arch, arch_config={"num_points": num_points},
-            state_dict=student.state_dict(), metadata=student_meta,
-            extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict()},
-        ))
+        save_checkpoint(
+            student_path,
+            Checkpoint(
+                arch=cfg.student.arch,
+                arch_config={"num_points": num_points},
+                state_dict=student.state_dict(),
+                metadata=student_meta,
+                extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict()},
+            ),
+        )
         metrics = _final_metrics(cfg, validator, student, student_meta, teacher, student_result, teacher_path)
         write_json(run_dir / "metrics.json", metrics)
     return DistillResult(run_dir, teacher_path, student_path, teacher_source, metrics)
@@ -144,7 +169,12 @@ def _no_kd(cfg: DistillConfig) -> Any:
 
 
 def _get_teacher(
-    cfg: DistillConfig, train_ds: Any, validator: _Validator, num_points: int, resume: bool, common: dict[str, Any]
+    cfg: DistillConfig,
+    train_ds: Any,
+    validator: _Validator,
+    num_points: int,
+    resume: bool,
+    common: dict[str, Any],
 ) -> tuple[nn.Module, Path, str]:
     device = common["device"]
     if cfg.teacher.checkpoint:
@@ -168,10 +198,16 @@ def _get_teacher(
     trainer = Trainer("teacher", task, train_ds, cfg.teacher.train, run_dir, **common)
     result = trainer.fit(resume=resume and trainer.has_state())
     if common["env"].is_main:
-        save_checkpoint(teacher_path, Checkpoint(
-            arch=cfg.teacher.arch, arch_config=arch_config, state_dict=teacher.state_dict(), metadata=meta,
-            extra={"config_hash": key, "train_seconds": result.seconds, "config": cfg.to_dict()},
-        ))
+        save_checkpoint(
+            teacher_path,
+            Checkpoint(
+                arch=cfg.teacher.arch,
+                arch_config=arch_config,
+                state_dict=teacher.state_dict(),
+                metadata=meta,
+                extra={"config_hash": key, "train_seconds": result.seconds, "config": cfg.to_dict()},
+            ),
+        )
     teacher.eval()
     return teacher, teacher_path, "trained"
 
@@ -180,9 +216,7 @@ def _check_teacher(ckpt: Checkpoint, num_points: int, where: Any) -> None:
     if not ckpt.arch.startswith("fan"):
         raise ModelError(f"{where}: teacher checkpoint is a {ckpt.arch!r}, not a FAN model")
     if ckpt.metadata.num_points != num_points:
-        raise ModelError(
-            f"{where}: teacher predicts {ckpt.metadata.num_points} points but the data has {num_points}"
-        )
+        raise ModelError(f"{where}: teacher predicts {ckpt.metadata.num_points} points but the data has {num_points}")
 
 
 def _model_mb(model: nn.Module) -> float:
@@ -190,14 +224,21 @@ def _model_mb(model: nn.Module) -> float:
 
 
 def _final_metrics(
-    cfg: DistillConfig, validator: _Validator, student: nn.Module, student_meta: ArtifactMetadata,
-    teacher: nn.Module | None, student_result: Any, teacher_path: Path | None,
+    cfg: DistillConfig,
+    validator: _Validator,
+    student: nn.Module,
+    student_meta: ArtifactMetadata,
+    teacher: nn.Module | None,
+    student_result: Any,
+    teacher_path: Path | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "val_data": validator.spec,
         "student": {
-            "arch": cfg.student.arch, "kd": teacher is not None,
-            "params": sum(p.numel() for p in student.parameters()), "fp32_mb": round(_model_mb(student), 3),
+            "arch": cfg.student.arch,
+            "kd": teacher is not None,
+            "params": sum(p.numel() for p in student.parameters()),
+            "fp32_mb": round(_model_mb(student), 3),
             "train_seconds": round(student_result.seconds, 1),
             **validator(student, student_meta),
         },
@@ -206,7 +247,9 @@ def _final_metrics(
     if teacher is not None and teacher_path is not None:
         meta = load_checkpoint(teacher_path).metadata
         out["teacher"] = {
-            "arch": cfg.teacher.arch, "params": sum(p.numel() for p in teacher.parameters()),
-            "fp32_mb": round(_model_mb(teacher), 3), **validator(teacher, meta),
+            "arch": cfg.teacher.arch,
+            "params": sum(p.numel() for p in teacher.parameters()),
+            "fp32_mb": round(_model_mb(teacher), 3),
+            **validator(teacher, meta),
         }
     return out

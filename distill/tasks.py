@@ -130,7 +130,7 @@ class StudentTask:
                 t_out = self.teacher.forward_with_features(xt)
                 t_features = t_out.features
                 t_points = decode_heatmaps(t_out.heatmaps[-1])
-            kd_out = (out.landmarks - t_points).square().sum(-1).mean()
+            kd_out = (out.landmarks - t_points).square().sum(dim=(1, 2)).mean()  # same scale as pfld_loss
             terms["kd_output"] = kd_out
             total = total + self.kd.output_weight * kd_out
             if "adapter" in self.modules:
