@@ -233,11 +233,13 @@ def test_full_integer_tflite_runs_close_to_float(tflite_models, crops, reference
     assert np.abs(points - reference).max() < 0.04
 
 
-def test_tflite_without_sidecar_or_corrupt_is_a_model_error(tmp_path, tflite_models):
+def test_tflite_without_sidecar_wrong_layout_or_corrupt_is_a_model_error(tmp_path, tflite_models):
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(tflite_models["float"].read_bytes())
     with pytest.raises(ModelError, match="no metadata sidecar"):
         load_predictor(bare)
+    with pytest.raises(ModelError, match="does not match its metadata"):
+        load_predictor(bare, metadata=tiny_metadata(layout="NCHW"))
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ModelError, match="not a loadable TFLite model"):

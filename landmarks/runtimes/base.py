@@ -12,8 +12,11 @@ mean/std, layout), so torch, onnxruntime and LiteRT see exactly the same tensor.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +71,18 @@ def as_points(raw: np.ndarray, num_points: int, where: str = "model") -> np.ndar
             "image as its metadata says"
         )
     return raw.reshape(len(raw), num_points, 2).astype(np.float32)
+
+
+def check_input_shape(shape: Sequence[Any], metadata: ArtifactMetadata, path: os.PathLike[str]) -> None:
+    """A static input shape that contradicts the metadata means the metadata is wrong."""
+    s = metadata.input_size
+    expected = [s, s, 3] if metadata.layout == "NHWC" else [3, s, s]
+    actual = list(shape[1:])
+    if len(actual) != 3 or any(isinstance(a, int) and a != e for a, e in zip(actual, expected, strict=True)):
+        raise ModelError(
+            f"{path}: input shape {list(shape)} does not match its metadata "
+            f"(layout {metadata.layout}, input_size {s}: expected [N, {', '.join(map(str, expected))}])"
+        )
 
 
 class Predictor(ABC):

@@ -9,7 +9,7 @@ import numpy as np
 
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
-from landmarks.runtimes.base import Predictor
+from landmarks.runtimes.base import Predictor, check_input_shape
 
 
 class OnnxPredictor(Predictor):
@@ -37,7 +37,7 @@ class OnnxPredictor(Predictor):
         self.path = path
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        _check_input_shape(model_input.shape, metadata, path)
+        check_input_shape(model_input.shape, metadata, path)
         batch = model_input.shape[0] if model_input.shape else None
         self.batch_size = batch if isinstance(batch, int) and batch > 0 else None
 
@@ -63,14 +63,3 @@ def _open_session(path: Path, num_threads: int | None):
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from None
 
-
-def _check_input_shape(shape: list, metadata: ArtifactMetadata, path: Path) -> None:
-    """A static input shape that contradicts the metadata means the metadata is wrong."""
-    s = metadata.input_size
-    expected = [s, s, 3] if metadata.layout == "NHWC" else [3, s, s]
-    actual = list(shape[1:])
-    if len(actual) != 3 or any(isinstance(a, int) and a != e for a, e in zip(actual, expected, strict=True)):
-        raise ModelError(
-            f"{path}: input shape {list(shape)} does not match its metadata "
-            f"(layout {metadata.layout}, input_size {s}: expected [N, {', '.join(map(str, expected))}])"
-        )

@@ -15,7 +15,7 @@ import numpy as np
 
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import PREFIX, ArtifactMetadata
-from landmarks.runtimes.base import Predictor
+from landmarks.runtimes.base import Predictor, check_input_shape
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -93,6 +93,7 @@ class TFLitePredictor(Predictor):
             raise ModelError(f"{path}: not a loadable TFLite model ({reason})") from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
+        check_input_shape([int(d) for d in self._input["shape"]], metadata, path)
         signature = self._input.get("shape_signature", self._input["shape"])
         self.batch_size = None if signature[0] < 0 else int(signature[0])
 
