@@ -1,0 +1,250 @@
+"""The accuracy gate of design section 4: compare a candidate with its reference, decide, place.
+
+``calculate_regression`` and ``decide`` are pure functions (NME is lower-is-better); ``run_gate``
+evaluates both models on one eval set in the candidate's runtime and returns a :class:`GateReport`;
+``place_artifact`` is the only place that decides whether a gated file lands in the release
+folder or in ``rejected/``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from landmarks.atomic import atomic_path
+from landmarks.errors import ConfigError, DataError
+
+PASS = "pass"
+REJECT = "reject"
+DEFAULT_MAX_REGRESSION = 0.02
+_EPS = 1e-9  # a regression equal to the threshold passes, whatever the float rounding
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the gate; ``max_regression`` is relative (0.02 = +2 %), the other absolute.
+
+    ``max_abs_regression`` is in NME percentage points (``nme_io`` is reported in percent).
+    """
+
+    max_regression: float = DEFAULT_MAX_REGRESSION
+    max_abs_regression: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.max_regression) or not 0.0 <= self.max_regression <= 1.0:
+            raise ConfigError(
+                f"max_regression must be a fraction in [0, 1] (0.02 = 2 %), got {self.max_regression!r}"
+            )
+        if self.max_abs_regression is not None and (
+            not _is_number(self.max_abs_regression) or not 0.0 <= self.max_abs_regression <= 100.0
+        ):
+            raise ConfigError(
+                "max_abs_regression must be NME percentage points in [0, 100], "
+                f"got {self.max_abs_regression!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate concluded from two NMEs (``regression`` is relative, may be negative)."""
+
+    passed: bool
+    regression: float
+    reason: str
+
+
+def calculate_regression(nme_candidate: float, nme_reference: float) -> float:
+    """``(candidate - reference) / reference``; negative is an improvement.
+
+    A zero reference NME makes any positive candidate NME an infinite regression and an equal
+    one zero, so a perfect reference is never silently divided by.
+    """
+    for name, value in (("nme_candidate", nme_candidate), ("nme_reference", nme_reference)):
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    delta = nme_candidate - nme_reference
+    if nme_reference == 0:
+        return 0.0 if delta == 0 else math.copysign(math.inf, delta)
+    return delta / nme_reference
+
+
+def decide(nme_candidate: float, nme_reference: float, config: GateConfig) -> Decision:
+    """Pass or reject as design section 4 says; the reason names the threshold that failed."""
+    regression = calculate_regression(nme_candidate, nme_reference)
+    delta = nme_candidate - nme_reference
+    if regression > config.max_regression + _EPS:
+        return Decision(
+            False, regression,
+            f"nme_io regression {_pct(regression)} exceeds max {_pct(config.max_regression)}",
+        )
+    if config.max_abs_regression is not None and delta > config.max_abs_regression + _EPS:
+        return Decision(
+            False, regression,
+            f"nme_io rose by {delta:.3f} points, more than max_abs_regression {config.max_abs_regression:.3f}",
+        )
+    return Decision(True, regression, f"nme_io regression {_pct(regression)} within max {_pct(config.max_regression)}")
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """One gate verdict: both NMEs (percent), the regression, and what was evaluated on what."""
+
+    candidate: str
+    reference: str
+    runtime: str
+    nme_candidate: float
+    nme_reference: float
+    regression: float
+    max_regression: float
+    verdict: str
+    reason: str
+    max_abs_regression: float | None = None
+    float_nodes: tuple[str, ...] = ()
+    eval_set: str = ""
+    eval_count: int = 0
+    eval_hash: str = ""
+    candidate_label: str = "int8"
+    reference_label: str = "fp32"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASS
+
+    def verdict_line(self) -> str:
+        """``GATE PASS  int8 nme_io 4.12% vs fp32 4.08% (+0.98%, max +2.00%)``."""
+        word = "PASS  " if self.passed else "REJECT"
+        line = (
+            f"GATE {word} {self.candidate_label} nme_io {self.nme_candidate:.2f}% vs "
+            f"{self.reference_label} {self.nme_reference:.2f}% "
+            f"({_pct(self.regression)}, max {_pct(self.max_regression)})"
+        )
+        if self.float_nodes:
+            line += f" [{len(self.float_nodes)} node(s) kept in float]"
+        return line if self.passed else f"{line}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["float_nodes"] = list(self.float_nodes)
+        if not math.isfinite(self.regression):
+            out["regression"] = str(self.regression)
+        return out
+
+
+def run_gate(
+    candidate: Any,
+    reference: Any,
+    dataset: Any,
+    config: GateConfig,
+    *,
+    evaluator: Any = None,
+    float_nodes: tuple[str, ...] = (),
+    labels: tuple[str, str] = ("int8", "fp32"),
+) -> GateReport:
+    """Evaluate both predictors on ``dataset`` (same runtime as shipped) and decide.
+
+    Pass one :class:`~quant.accuracy_gate.evaluator.Evaluator` across calls to evaluate the
+    reference only once (the fallback loop gates many candidates against one reference).
+    """
+    from quant.accuracy_gate.evaluator import Evaluator
+
+    evaluator = evaluator or Evaluator(dataset)
+    nme_reference = evaluator.nme(reference)
+    nme_candidate = evaluator.nme(candidate)
+    decision = decide(nme_candidate, nme_reference, config)
+    return GateReport(
+        candidate=str(getattr(candidate, "path", getattr(candidate, "name", candidate))),
+        reference=str(getattr(reference, "path", getattr(reference, "name", reference))),
+        runtime=getattr(candidate, "runtime", ""),
+        nme_candidate=nme_candidate,
+        nme_reference=nme_reference,
+        regression=decision.regression,
+        max_regression=config.max_regression,
+        max_abs_regression=config.max_abs_regression,
+        verdict=PASS if decision.passed else REJECT,
+        reason=decision.reason,
+        float_nodes=tuple(float_nodes),
+        eval_set=evaluator.name,
+        eval_count=evaluator.count,
+        eval_hash=evaluator.content_hash,
+        candidate_label=labels[0],
+        reference_label=labels[1],
+    )
+
+
+def check_disjoint(calib_dataset: Any, eval_dataset: Any) -> None:
+    """Calibration and eval data must not share a face (by content hash): a :class:`DataError`."""
+    calib = _hashes(calib_dataset)
+    shared = set(calib) & set(_hashes(eval_dataset))
+    if shared:
+        keys = [key for key, digest in _keyed_hashes(calib_dataset) if digest in shared]
+        example = keys[0] if keys else sorted(shared)[0]
+        raise DataError(
+            f"calibration and eval data share {len(shared)} face(s) (e.g. {example!r}); "
+            "use disjoint sets so the gate measures unseen data (design section 4)"
+        )
+
+
+def place_artifact(
+    report: GateReport,
+    path: str | os.PathLike[str],
+    release_dir: str | os.PathLike[str],
+    rejected_dir: str | os.PathLike[str],
+) -> Path:
+    """Move a gated file (and its sidecar ``.json``, if any) to release or ``rejected/``.
+
+    The move is atomic per file (temporary name in the destination folder, then rename), so a
+    crash never leaves a half-copied artifact under its final name. Returns the new path.
+    """
+    path = Path(path)
+    dest_dir = Path(release_dir if report.passed else rejected_dir)
+    dest = dest_dir / path.name
+    for src, dst in [(path, dest), *[(s, dest_dir / s.name) for s in sidecars(path)]]:
+        _atomic_move(src, dst)
+    return dest
+
+
+def sidecars(path: str | os.PathLike[str]) -> list[Path]:
+    """Sidecar metadata files that travel with an artifact (``<file>.json``)."""
+    from landmarks.runtimes.tflite_runtime import sidecar_path
+
+    path = Path(path)
+    return [p for p in (sidecar_path(path),) if p.is_file()]
+
+
+def _atomic_move(src: Path, dst: Path) -> None:
+    if src.resolve() == dst.resolve():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError:  # another filesystem: copy to a temp name beside dst, then rename
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        src.unlink()
+
+
+def _hashes(dataset: Any) -> list[str]:
+    return [digest for _, digest in _keyed_hashes(dataset)]
+
+
+def _keyed_hashes(dataset: Any) -> list[tuple[str, str]]:
+    hashes = dataset.item_hashes()
+    if isinstance(hashes, dict):
+        return [(str(k), str(v)) for k, v in hashes.items()]
+    keys = getattr(dataset, "keys", None)
+    keys = list(keys() if callable(keys) else keys) if keys is not None else [str(i) for i in range(len(hashes))]
+    return [(str(k), str(h)) for k, h in zip(keys, hashes, strict=False)]
+
+
+def _pct(fraction: float) -> str:
+    if math.isinf(fraction):
+        return "+inf%" if fraction > 0 else "-inf%"
+    return f"{100 * fraction:+.2f}%"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

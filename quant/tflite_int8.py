@@ -1,0 +1,202 @@
+"""TFLite full-integer INT8: calibrate once, then quantize (optionally with ops kept in float).
+
+The SavedModel comes from the export stage (:func:`export.tflite_export.onnx_to_saved_model`,
+onnx2tf graph translation only; onnx2tf's own INT8 mode downloads calibration data, so it is
+not used). Passes:
+
+``calibrate`` runs ``tf.lite.TFLiteConverter`` with our representative dataset in
+calibrate-only mode and returns a float model annotated with tensor ranges; ``convert`` turns
+it into the full-integer model with ``mlir_quantize`` -- the same call the converter makes
+internally and ``tf.lite.experimental.QuantizationDebugger`` makes for selective
+quantization -- with int8 or float input/output and ``denylisted_nodes`` kept in float.
+Re-quantizing with another denylist therefore costs no new calibration.
+``rank`` scores each quantized op output with the QuantizationDebugger (layer-wise numeric
+verification) for the fallback loop.
+
+TensorFlow takes seconds to import and is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landmarks.atomic import write_bytes
+from landmarks.errors import ConfigError, ModelError
+from quant.fallback import _SQNR_CAP, Sensitivity, per_channel_sqnr
+
+IO_TYPES = ("int8", "float")
+
+
+@dataclass(frozen=True)
+class TfliteInt8Config:
+    """Full-integer INT8: int8 weights and activations; ``io_type`` picks the model's I/O tensors."""
+
+    io_type: str = "float"
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        if self.io_type not in IO_TYPES:
+            raise ConfigError(f"io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+
+
+def to_saved_model(onnx_path: str | os.PathLike[str], workdir: str | os.PathLike[str]) -> Path:
+    """The export stage's ONNX -> SavedModel translation (one converter for the project)."""
+    from export.tflite_export import onnx_to_saved_model
+
+    return onnx_to_saved_model(onnx_path, workdir)
+
+
+def convert_float(saved_model: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
+    """The FP32 ``.tflite`` reference the INT8 model is gated against (same runtime)."""
+    from export.tflite_export import saved_model_to_tflite
+
+    return saved_model_to_tflite(saved_model, out_path)
+
+
+def calibrate(
+    saved_model: str | os.PathLike[str],
+    representative: Callable[[], Iterable[list[np.ndarray]]],
+    workdir: str | os.PathLike[str],
+) -> bytes:
+    """Run the converter's calibration only; the result is a float model with tensor ranges."""
+    from export.tflite_export import saved_model_to_tflite
+
+    def configure(converter: Any) -> None:
+        import tensorflow as tf
+
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter._experimental_calibrate_only = True
+
+    path = Path(workdir) / "calibrated.tflite"
+    saved_model_to_tflite(saved_model, path, int8_calibration=representative, configure=configure)
+    return path.read_bytes()
+
+
+def convert(
+    calibrated: bytes,
+    out_path: str | os.PathLike[str],
+    config: TfliteInt8Config,
+    *,
+    denylisted_nodes: tuple[str, ...] = (),
+    debug: bool = False,
+) -> Path:
+    """Quantize a calibrated model to full integer and write it atomically.
+
+    ``denylisted_nodes`` are op output tensor names whose ops stay float (with quantize and
+    dequantize ops around them). ``debug`` adds NumericVerify ops for :func:`rank`.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tfl_convert
+
+    io_dtype = tf.int8 if config.io_type == "int8" else tf.float32
+    try:
+        flatbuffer = tfl_convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=not config.per_channel,
+            input_data_type=io_dtype,
+            output_data_type=io_dtype,
+            enable_numeric_verify=debug,
+            denylisted_nodes=list(denylisted_nodes) or None,
+        )
+    except Exception as err:  # the MLIR quantizer raises plain Exceptions and ConverterErrors
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ModelError(f"TFLite INT8 quantization failed ({first})") from None
+    return write_bytes(out_path, flatbuffer)
+
+
+def rank(
+    calibrated: bytes,
+    config: TfliteInt8Config,
+    representative: Callable[[], Iterable[list[np.ndarray]]],
+    workdir: str | os.PathLike[str],
+) -> list[Sensitivity]:
+    """Score each quantized op output by its per-channel SQNR against the float op, worst first.
+
+    Layer-wise: the debugger runs every float op on the same (dequantized) input as its
+    quantized twin, so the score says where the noise enters. The group of a tensor is the op
+    producing it and the ops consuming it (their output names: what ``denylisted_nodes`` takes).
+    """
+    import tensorflow as tf
+
+    debug_path = convert(calibrated, Path(workdir) / "debug.tflite", TfliteInt8Config("float", config.per_channel),
+                         debug=True)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"channel_sqnr": _channel_sqnr_nhwc}
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_path.read_bytes(),
+        debug_dataset=_float32_inputs(representative),
+        debug_options=options,
+    )
+    debugger.run()
+    groups = _op_groups(calibrated)
+    ranking = []
+    for name, stats in debugger.layer_statistics.items():
+        tensor = _verified_tensor(name, groups)
+        if tensor is None:
+            continue
+        sqnr = float(stats.get("channel_sqnr", _SQNR_CAP))
+        ranking.append(Sensitivity(tensor, _SQNR_CAP - sqnr if np.isfinite(sqnr) else 0.0, groups[tensor]))
+    return sorted(ranking, key=lambda s: (-s.score, s.tensor))
+
+
+def _verified_tensor(name: str, tensors: dict[str, Any]) -> str | None:
+    """``NumericVerify/<tensor><n>:<index>`` -> ``<tensor>`` (the longest known name it starts with)."""
+    stem = name.removeprefix("NumericVerify/").rsplit(":", 1)[0]
+    matches = [t for t in tensors if stem.startswith(t)]
+    return max(matches, key=len) if matches else None
+
+
+def _channel_sqnr_nhwc(float_values: np.ndarray, quant_values: np.ndarray, scale: float, zero_point: int) -> float:
+    dequantized = (np.asarray(quant_values, np.float32) - zero_point) * scale
+    return per_channel_sqnr([np.asarray(float_values)], [dequantized], axis=-1)
+
+
+def _float32_inputs(representative: Callable[[], Iterable[list[np.ndarray]]]) -> Callable[[], Any]:
+    def generate() -> Any:
+        for inputs in representative():
+            yield [np.asarray(x, np.float32) for x in inputs]
+
+    return generate
+
+
+_PASS_THROUGH = {"PAD", "PADV2", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS"}
+
+
+def _op_groups(model_content: bytes) -> dict[str, tuple[str, ...]]:
+    """For each op output tensor: itself plus the outputs of the ops that consume it.
+
+    Consumers are followed through shape-only ops (a Pad before a conv shares its input's
+    quantization), so the op that actually re-quantizes the tensor joins the group.
+    """
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=model_content)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    readers: dict[int, list[dict]] = {}
+    for op in ops:
+        for index in op["inputs"]:
+            readers.setdefault(int(index), []).append(op)
+
+    def consumers(index: int) -> list[str]:
+        out = []
+        for op in readers.get(index, []):
+            for out_index in op["outputs"]:
+                out.append(names[out_index])
+                if op["op_name"] in _PASS_THROUGH:
+                    out.extend(consumers(int(out_index)))
+        return out
+
+    return {
+        names[index]: tuple(dict.fromkeys([names[index], *consumers(int(index))]))
+        for op in ops
+        for index in op["outputs"]
+        if index in names
+    }

@@ -1,0 +1,247 @@
+"""ONNX static INT8 end to end with real onnxruntime: pass, reject, fallback, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from landmarks.errors import DataError
+from landmarks.metadata import ArtifactMetadata
+from quant.accuracy_gate import GateConfig
+from quant.ptq import EVAL_SEED, PtqConfig, main, run_ptq
+
+SIZE = 64
+COUNT = 32
+TRAIN_SEED = 50_000
+
+
+class TinyStudent(nn.Module):
+    """Three random convs and a linear head fitted in closed form (ridge) on synthetic faces.
+
+    ``outlier`` scales one conv2 channel up and conv3's use of it down by the same factor: the
+    float function is unchanged, but that channel's range then dwarfs the others, and a
+    per-tensor activation scale wipes them out (the fallback's constructed failure).
+    """
+
+    def __init__(self, outlier: float = 0.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = nn.Conv2d(3, 8, 3, 2, 1)
+        self.c2 = nn.Conv2d(8, 16, 3, 2, 1)
+        self.c3 = nn.Conv2d(16, 8, 3, 2, 1)
+        self.fc = nn.Linear(8 * (SIZE // 8) ** 2, 136)
+        if outlier:
+            with torch.no_grad():
+                self.c2.weight[0] *= outlier
+                self.c2.bias[0] = abs(self.c2.bias[0]) * outlier
+                self.c3.weight[:, 0] /= outlier
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.c3(torch.relu(self.c2(torch.relu(self.c1(x)))))).flatten(1)
+
+    def forward_landmarks(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(self.features(x))).view(-1, 68, 2)
+
+    @torch.no_grad()
+    def fit_head(self, images: np.ndarray, points: np.ndarray, ridge: float = 0.1) -> None:
+        from landmarks.runtimes.base import preprocess
+
+        x = torch.from_numpy(preprocess(images, ArtifactMetadata(num_points=68, input_size=SIZE)))
+        f = np.concatenate([self.features(x).double().numpy(), np.ones((len(x), 1))], axis=1)
+        p = np.clip(points.reshape(len(points), -1), 0.02, 0.98)
+        w = np.linalg.solve(f.T @ f + ridge * np.eye(f.shape[1]), f.T @ np.log(p / (1 - p)))
+        self.fc.weight.copy_(torch.from_numpy(w[:-1].T))
+        self.fc.bias.copy_(torch.from_numpy(w[-1]))
+
+
+def open_faces(spec: str, seed: int):
+    from landmarks.data import open_dataset
+
+    return open_dataset(spec, input_size=SIZE, seed=seed, synthetic_count=COUNT)
+
+
+def export_tiny(path: Path, outlier: float = 0.0, *, with_metadata: bool = True) -> Path:
+    """A tiny student fitted on 256 synthetic faces (seeds apart from calibration and eval)."""
+    from export.onnx_export import export_onnx
+
+    train = open_faces("synthetic:256", TRAIN_SEED)
+    images = np.stack([train[i]["image"] for i in range(len(train))])
+    points = np.stack([train[i]["points"] for i in range(len(train))])
+    model = TinyStudent(outlier)
+    model.fit_head(images, points)
+    export_onnx(model.eval(), ArtifactMetadata(num_points=68, input_size=SIZE, source="tiny@test"), path)
+    if not with_metadata:
+        proto = onnx.load(str(path))
+        del proto.metadata_props[:]
+        onnx.save(proto, str(path))
+    return path
+
+
+def small_config(**kw) -> PtqConfig:
+    values = dict(calib=f"synthetic:{COUNT}", eval=f"synthetic:{COUNT}", eval_count=COUNT, latency=False)
+    values.update(kw)
+    return PtqConfig(**values)
+
+
+def cli(*args: str) -> list[str]:
+    return [*args, "--calib", f"synthetic:{COUNT}", "--eval-count", str(COUNT), "--no-latency"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "plain": export_tiny(root / "plain.onnx"),
+        "outlier": export_tiny(root / "outlier.onnx", outlier=1000.0),
+        "bare": export_tiny(root / "bare.onnx", with_metadata=False),
+    }
+
+
+def _copy(src: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / src.name
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def test_int8_student_passes(models, tmp_path) -> None:
+    model = _copy(models["plain"], tmp_path)
+    result = run_ptq(model, None, small_config(latency=True), log=lambda _: None)
+    assert result.exit_code == 0 and result.gate.passed
+    out = tmp_path / "plain.int8.onnx"
+    assert result.artifact == out and out.is_file()
+    assert not (tmp_path / "rejected").exists()
+    proto = onnx.load(str(out))
+    assert {n.op_type for n in proto.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    props = {p.key: p.value for p in proto.metadata_props if p.key.startswith("landmarks.")}
+    assert props == ArtifactMetadata(num_points=68, input_size=SIZE, source="tiny@test").to_strings()
+    report = json.loads((tmp_path / "plain.int8.report.json").read_text())
+    assert report["verdict"] == "pass" and report["calibration_method"] == "minmax"
+    assert report["calibration_count"] == COUNT and report["eval_count"] == COUNT
+    assert report["bytes_int8"] < report["bytes_fp32"]
+    assert report["latency_fp32_ms"] > 0 and report["latency_int8_ms"] > 0
+    assert report["settings"]["activation_type"] == "quint8"
+    assert "GATE PASS" in (tmp_path / "plain.int8.report.md").read_text()
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_calibration_methods(models, tmp_path, method: str) -> None:
+    from quant.ort_int8 import StaticInt8Config
+
+    config = small_config(onnx=StaticInt8Config(method=method, calib_count=COUNT), fallback=False,
+                          gate=GateConfig(0.2))
+    result = run_ptq(_copy(models["plain"], tmp_path), None, config, log=lambda _: None)
+    assert result.report.calibration_method == method
+
+
+def _blank_faces(folder: Path, count: int) -> Path:
+    """Uniform grey images with valid landmarks: a calibration set that sees no real pixels."""
+    import cv2
+
+    from landmarks.data import write_pts
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"blank{i}.png"), np.full((96, 96, 3), 128, np.uint8))
+        write_pts(folder / f"blank{i}.pts", rng.uniform(30, 66, (68, 2)))
+    return folder
+
+
+def test_damaged_candidate_rejected(models, tmp_path, capsys) -> None:
+    model = _copy(models["plain"], tmp_path / "rel")
+    blank = _blank_faces(tmp_path / "blank", 8)
+    code = main([str(model), "--calib", str(blank), "--eval-count", str(COUNT), "--no-latency", "--no-fallback"])
+    assert code == 1
+    assert "GATE REJECT" in capsys.readouterr().out
+    assert not (tmp_path / "rel" / "plain.int8.onnx").exists()
+    assert (tmp_path / "rel" / "rejected" / "plain.int8.onnx").is_file()
+    report = json.loads((tmp_path / "rel" / "rejected" / "plain.int8.report.json").read_text())
+    assert report["verdict"] == "reject"
+
+
+def test_fallback_turns_reject_into_pass(models, tmp_path) -> None:
+    model = _copy(models["outlier"], tmp_path)
+    strict = run_ptq(model, tmp_path / "strict.int8.onnx", small_config(fallback=False), log=lambda _: None)
+    assert strict.exit_code == 1 and strict.artifact.parent.name == "rejected"
+    logs: list[str] = []
+    result = run_ptq(model, None, small_config(), log=logs.append)
+    assert result.exit_code == 0, logs
+    assert {"/c2/Conv", "/c3/Conv"} <= set(result.gate.float_nodes)
+    assert len(result.report.attempts) >= 2 and result.report.attempts[0]["verdict"] == "reject"
+    proto = onnx.load(str(result.artifact))
+    assert "Conv" in {n.op_type for n in proto.graph.node}
+    assert result.report.regression <= 0.02
+
+
+def test_fallback_respects_bound(models, tmp_path) -> None:
+    result = run_ptq(_copy(models["outlier"], tmp_path), None, small_config(max_float_nodes=1),
+                     log=lambda _: None)
+    assert result.exit_code == 1 and result.gate.float_nodes == ()
+
+
+def test_metadata_from_flags(models, tmp_path) -> None:
+    model = _copy(models["bare"], tmp_path)
+    assert main(cli(str(model), "--input-size", str(SIZE))) == 0
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "bare.int8.onnx")).metadata_props}
+    assert props["landmarks.input_size"] == str(SIZE)
+
+
+def _bad_inputs(models, tmp: Path) -> dict[str, tuple[list[str], str]]:
+    text = tmp / "notes.onnx"
+    text.write_text("not a model")
+    broken = onnx.load(str(models["plain"]))
+    broken.graph.node[0].input[0] = "missing_tensor"
+    onnx.save(broken, str(tmp / "broken.onnx"))
+    (tmp / "empty").mkdir()
+    corrupt = tmp / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.jpg").write_bytes(b"not a jpeg")
+    (corrupt / "a.pts").write_text("version: 1\nn_points: 68\n{\n" + "1 1\n" * 68 + "}\n")
+    plain = str(models["plain"])
+    return {
+        "not a file": ([str(tmp / "nope.onnx")], "not a file"),
+        "a folder": ([str(tmp)], "not a file"),
+        "not onnx": ([str(text)], "not an ONNX model"),
+        "invalid graph": ([str(tmp / "broken.onnx")], "invalid ONNX graph"),
+        "no metadata": ([str(models["bare"])], "--input-size"),
+        "empty calib": ([plain, "--calib", str(tmp / "empty")], ""),
+        "unreadable calib": ([plain, "--calib", str(corrupt)], ""),
+        "overlap": ([plain, "--calib", "synthetic:8", "--eval", "synthetic:8"], "share"),
+        "threshold": ([plain, "--max-regression", "1.5"], "max_regression"),
+        "negative threshold": ([plain, "--max-regression", "-0.1"], "max_regression"),
+    }
+
+
+def test_bad_inputs_exit_2_and_write_nothing(models, tmp_path, capsys, monkeypatch) -> None:
+    import quant.ptq as ptq
+
+    # "overlap": make the default eval seed collide with calibration to provoke the check
+    monkeypatch.setattr(ptq, "EVAL_SEED", 0)
+    cases = _bad_inputs(models, tmp_path)
+    before = {p for p in tmp_path.rglob("*")} | {p for p in models["plain"].parent.rglob("*")}
+    for name, (args, message) in cases.items():
+        argv = [*args, "--no-latency"] if name == "overlap" else [*args, "--eval-count", "8", "--no-latency"]
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2, name
+        assert len(err) == 1 and err[0].startswith("quant.ptq: error:"), (name, err)
+        assert message in err[0], (name, err)
+    after = {p for p in tmp_path.rglob("*")} | {p for p in models["plain"].parent.rglob("*")}
+    assert after == before
+
+
+def test_overlap_refused_in_library(tmp_path, models) -> None:
+    calib = open_faces("synthetic:8", 0)
+    with pytest.raises(DataError, match="share 8 face"):
+        run_ptq(models["plain"], tmp_path / "x.int8.onnx", small_config(), calib_dataset=calib,
+                eval_dataset=open_faces("synthetic:8", 0), log=lambda _: None)
+    assert not list(tmp_path.iterdir())
+    assert EVAL_SEED > COUNT

@@ -1,0 +1,57 @@
+"""TFLite full-integer INT8 through the real converter and LiteRT interpreter, gated and with fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quant.ptq import PtqConfig, run_ptq
+from quant.tflite_int8 import TfliteInt8Config
+from tests.test_quant_ptq import COUNT, export_tiny
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tflite_models")
+    return {"plain": export_tiny(root / "plain.onnx"), "outlier": export_tiny(root / "outlier.onnx", 1000.0)}
+
+
+def _config(**kw) -> PtqConfig:
+    values = dict(format="tflite", calib=f"synthetic:{COUNT}", eval=f"synthetic:{COUNT}", eval_count=COUNT)
+    values.update(kw)
+    return PtqConfig(**values)
+
+
+def test_full_integer_student_passes(models, tmp_path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "release" / "student.int8.tflite"
+    result = run_ptq(models["plain"], out, _config(tflite=TfliteInt8Config(io_type="int8")), log=lambda _: None)
+    assert result.exit_code == 0 and result.artifact == out
+    assert result.gate.runtime == "litert"
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["landmarks.layout"] == "NHWC" and sidecar["landmarks.input_size"] == "64"
+    interpreter = Interpreter(model_path=str(out))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    tensor_types = {t["dtype"] for t in interpreter.get_tensor_details() if t["name"].startswith("model")}
+    assert np.float32 not in tensor_types  # full integer: no float activations inside
+    assert result.report.latency_int8_ms > 0 and result.report.latency_fp32_ms > 0
+
+
+def test_tflite_fallback_denylists_outlier_ops(models, tmp_path) -> None:
+    strict = run_ptq(models["outlier"], tmp_path / "s.int8.tflite", _config(fallback=False, latency=False),
+                     log=lambda _: None)
+    assert strict.exit_code == 1
+    assert (tmp_path / "rejected" / "s.int8.tflite").is_file()
+    assert (tmp_path / "rejected" / "s.int8.tflite.json").is_file()
+    result = run_ptq(models["outlier"], tmp_path / "f.int8.tflite", _config(latency=False), log=lambda _: None)
+    assert result.exit_code == 0, result.gate.verdict_line()
+    assert 0 < len(result.gate.float_nodes) <= 16
+    assert result.report.regression <= 0.02
