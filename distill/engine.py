@@ -311,6 +311,7 @@ class Trainer:
             self._save_state(epoch, self.steps_per_epoch, history)
             raise KeyboardInterrupt
         seconds = time.perf_counter() - started
+        self._sync_buffers()
         self.train_modules.eval()
         val = self.task.validate() if self.env.is_main else {}
         return EpochRecord(
@@ -321,6 +322,13 @@ class Trainer:
             losses={k: v / max(seen, 1) for k, v in totals.items()},
             val=val,
         )
+
+    def _sync_buffers(self) -> None:
+        """Batch-norm running statistics are updated per rank; take rank 0's everywhere so
+        every rank holds (and checkpoints) the same model."""
+        if self.env.world_size > 1 and dist.is_initialized():
+            for buffer in self.task.modules.buffers():
+                dist.broadcast(buffer.data, src=0)
 
     def _write_log(self, history: list[EpochRecord]) -> None:
         if not self.env.is_main:

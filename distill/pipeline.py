@@ -159,6 +159,8 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
         )
         metrics = _final_metrics(cfg, validator, student, student_meta, teacher, student_result, teacher_path)
         write_json(run_dir / "metrics.json", metrics)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return DistillResult(run_dir, teacher_path, student_path, teacher_source, metrics)
 
 

@@ -78,9 +78,7 @@ def warp_continuous(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndar
     shift = m[:, :2].sum(axis=1) * 0.5 - 0.5  # index_out = A (index_in + 0.5) + b - 0.5
     m_idx = m.copy()
     m_idx[:, 2] += shift
-    return cv2.warpAffine(
-        image, m_idx, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    return cv2.warpAffine(image, m_idx, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int) -> tuple[np.ndarray, CropTransform]:

@@ -93,7 +93,9 @@ class LandmarkMetrics:
         return asdict(self)
 
 
-def compute_metrics(pred: np.ndarray, gt: np.ndarray, image_size: float) -> tuple[LandmarkMetrics, dict[str, np.ndarray]]:
+def compute_metrics(
+    pred: np.ndarray, gt: np.ndarray, image_size: float
+) -> tuple[LandmarkMetrics, dict[str, np.ndarray]]:
     """All section-3 metrics plus the per-image errors (fractions) they came from."""
     per_image = {
         "nme_io": nme_interocular(pred, gt),

@@ -89,3 +89,15 @@ def pts_folder(tmp_path: Path, write_face: WriteFace) -> Path:
         points = grid_points(seed=i)
         write_face(root / sub, f"face_{i}", render_blobs(points, 320, 300), points)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run tiny models on a shared 2-core machine: one intra-op thread is faster there
+    than two competing ones, and keeps timings of parallel test workers independent."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
