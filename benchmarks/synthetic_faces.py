@@ -80,13 +80,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--out-dir", type=Path, default=None,
         help="results folder (default benchmarks/results; --quick: runs/synthetic_faces_quick)")
     add("--sheet", type=Path, default=None,
-        help="contact sheet PNG (default docs/img/synthetic_faces.png; --quick: in --out-dir)")
+        help="contact sheet JPEG (default docs/img/synthetic_faces.jpg; --quick: in --out-dir)")
     add("--no-sheet", action="store_true", help="skip the contact sheet")
     args = parser.parse_args(argv)
     quick = args.quick
     default_out = ROOT / "runs" / "synthetic_faces_quick" if quick else ROOT / "benchmarks" / "results"
     out_dir = args.out_dir or default_out
-    sheet = args.sheet or (out_dir if quick else ROOT / "docs" / "img") / "synthetic_faces.png"
+    sheet = args.sheet or (out_dir if quick else ROOT / "docs" / "img") / "synthetic_faces.jpg"
     return Config(
         quick=quick,
         speed_images=args.speed_images or (200 if quick else 1000),
@@ -304,7 +304,7 @@ def evaluate(model: SmallLandmarkNet, mean_shape: np.ndarray, cfg: Config) -> di
 def write_sheet(path: Path) -> None:
     sheet = contact_sheet(range(16), IMAGE_SIZE)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]):
             raise OSError(f"could not write {path}")
 
 
