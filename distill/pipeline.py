@@ -247,9 +247,11 @@ def _final_metrics(
         "weight_checksums": student_result.weight_checksums,
     }
     if teacher is not None and teacher_path is not None:
-        meta = load_checkpoint(teacher_path).metadata
+        teacher_ckpt = load_checkpoint(teacher_path)
+        meta = teacher_ckpt.metadata
         out["teacher"] = {
-            "arch": cfg.teacher.arch,
+            "arch": teacher_ckpt.arch,
+            "train_seconds": teacher_ckpt.extra.get("train_seconds"),
             "params": sum(p.numel() for p in teacher.parameters()),
             "fp32_mb": round(_model_mb(teacher), 3),
             **validator(teacher, meta),

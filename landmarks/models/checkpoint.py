@@ -71,8 +71,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise ModelError(f"{path}: not a readable checkpoint ({_load_failure(err)})") from None
     if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
         raise ModelError(f"{path}: not a landmarks checkpoint (no 'arch'/'state_dict' entries)")
     version = payload.get("format_version", 0)
@@ -85,6 +84,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         metadata=ArtifactMetadata.from_strings(payload.get("metadata", {}), where=str(path)),
         extra=dict(payload.get("extra", {})),
     )
+
+
+def _load_failure(err: Exception) -> str:
+    """A short reason; never torch's hint to retry with ``weights_only=False`` (unsafe)."""
+    text = str(err).strip()
+    if "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain containers, refused by the safe loader"
+    first = text.splitlines()[0][:200] if text else type(err).__name__
+    return first
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
