@@ -1,0 +1,70 @@
+"""``python -m recipes check OUT``: does a run folder say what it holds, and did it pass?
+
+Checks that ``manifest.json`` is complete; that every artifact's file exists with the
+recorded size and sha256, in ``release/`` when it passed and ``rejected/`` when not; that
+``release/`` holds nothing else; and that every required artifact passed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from landmarks.errors import ConfigError
+from landmarks.models.checkpoint import file_sha256
+from recipes.manifest import MANIFEST
+
+
+def load_manifest(out: Path) -> dict[str, Any]:
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{path}: no manifest (the run did not finish, or OUT is not a recipe run folder)")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or "artifacts" not in manifest:
+        raise ConfigError(f"{path}: not a recipe manifest (no 'artifacts')")
+    return manifest
+
+
+def check_run(out: Path) -> tuple[dict[str, Any], list[str]]:
+    """The manifest and a list of problems (empty when the run is complete, intact and passed)."""
+    out = Path(out)
+    manifest = load_manifest(out)
+    problems = []
+    if manifest.get("status") != "complete":
+        problems.append(f"manifest status is {manifest.get('status')!r}, not 'complete'")
+    listed = set()
+    for artifact in manifest["artifacts"]:
+        problems += _check_artifact(out, artifact)
+        if artifact["verdict"] == "pass":
+            listed.add(Path(artifact["file"]).name)
+            if artifact.get("sidecar"):
+                listed.add(Path(artifact["sidecar"]).name)
+        if artifact.get("required") and artifact["verdict"] != "pass":
+            problems.append(f"required artifact {artifact['name']} was rejected: {artifact.get('reason', '')}")
+    release = out / "release"
+    extra = sorted(p.name for p in release.iterdir() if p.name not in listed) if release.is_dir() else []
+    problems += [f"release/{name} is not a passing artifact of the manifest" for name in extra]
+    return manifest, problems
+
+
+def _check_artifact(out: Path, artifact: dict[str, Any]) -> list[str]:
+    name, rel = artifact["name"], artifact["file"]
+    folder = "release" if artifact["verdict"] == "pass" else "rejected"
+    path = out / rel
+    if Path(rel).parts[0] != folder:
+        return [f"{name}: verdict {artifact['verdict']} but the file is {rel}, not in {folder}/"]
+    if not path.is_file():
+        return [f"{name}: {rel} is missing"]
+    problems = []
+    if path.stat().st_size != artifact["bytes"]:
+        problems.append(f"{name}: {rel} has {path.stat().st_size} bytes, the manifest says {artifact['bytes']}")
+    if file_sha256(path) != artifact["sha256"]:
+        problems.append(f"{name}: {rel} sha256 does not match the manifest")
+    sidecar = artifact.get("sidecar")
+    if sidecar and not (out / sidecar).is_file():
+        problems.append(f"{name}: sidecar {sidecar} is missing")
+    return problems

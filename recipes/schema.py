@@ -1,0 +1,347 @@
+"""The recipe schema: typed, frozen sections validated once, when the YAML file is loaded.
+
+Usage::
+
+    from recipes.schema import load_recipe
+
+    recipe = load_recipe("recipes/quickstart.yaml", overrides=["student.epochs=3"])
+    print(recipe.student.epochs)
+
+Unknown keys, wrong types and impossible values raise :class:`~landmarks.errors.ConfigError`
+with one line naming the file and the dotted key (``recipes/q.yaml: student.epcohs: unknown
+key (did you mean 'epochs'?)``). Values are strict: YAML ``"3"`` is not an integer.
+Relative data paths are relative to the current directory (run recipes from the repo root).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from landmarks.errors import ConfigError
+
+ARTIFACTS = ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+DataSpec = str | Annotated[tuple[str, ...], Strict(False)]  # YAML lists are accepted as tuples
+
+
+def spec_items(spec: DataSpec) -> tuple[str, ...]:
+    """A data spec as its parts: ``"a"`` -> ``("a",)``; a list stays a list."""
+    return (spec,) if isinstance(spec, str) else tuple(spec)
+
+
+def spec_string(spec: DataSpec) -> str:
+    """The comma-joined form ``landmarks.data.open_dataset`` and ``distill`` take."""
+    return ",".join(spec_items(spec))
+
+
+def _check_spec(spec: DataSpec) -> DataSpec:
+    items = spec_items(spec)
+    if not items:
+        raise ValueError("needs at least one dataset")
+    for item in items:
+        if item == "synthetic" or item.startswith("synthetic:"):
+            count = item.removeprefix("synthetic").removeprefix(":")
+            if count and (not count.isdigit() or int(count) < 1):
+                raise ValueError(f"expected 'synthetic' or 'synthetic:N' with N >= 1, got {item!r}")
+        elif not Path(item).is_dir():
+            raise ValueError(f"no such folder {item!r} (relative to {os.getcwd()})")
+    return spec
+
+
+class DataSection(_Section):
+    """Where faces come from: a folder (or list of folders) or ``synthetic:N``.
+
+    Synthetic seeds: train ``seed``, val ``seed + 10M`` (distill's own), calib ``seed`` (the
+    first training faces), eval ``seed + 20M``; calibration and eval never share a face.
+    """
+
+    train: DataSpec = "synthetic:1500"
+    val: DataSpec = "synthetic:200"
+    calib: DataSpec | None = None  # default: the training data
+    eval: DataSpec = "synthetic:200"
+    crop_scale: float = Field(1.25, gt=0.5, le=4.0)
+    num_workers: int = Field(1, ge=0, le=16)
+
+    @field_validator("train", "val", "calib", "eval")
+    @classmethod
+    def _specs(cls, value: DataSpec | None) -> DataSpec | None:
+        return value if value is None else _check_spec(value)
+
+
+class TeacherSection(_Section):
+    """The FAN heatmap teacher; ``checkpoint`` loads one instead of training."""
+
+    arch: str = "fan2"
+    width: int = Field(64, ge=8, le=256)
+    input_size: int = Field(128, ge=32, le=512, multiple_of=4)
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    checkpoint: str | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, value: str) -> str:
+        return _check_arch(value, "fan*")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}")
+        return value
+
+
+class KDSection(_Section):
+    """Student loss weights: ground truth, teacher landmarks, FitNet features."""
+
+    gt_weight: float = Field(1.0, ge=0.0)
+    output_weight: float = Field(1.0, ge=0.0)
+    feature_weight: float = Field(0.05, ge=0.0)
+
+
+class StudentSection(_Section):
+    arch: str = "pfld025"
+    input_size: int = Field(112, ge=32, le=512)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    no_kd: bool = False
+    kd: KDSection = KDSection()
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, value: str) -> str:
+        return _check_arch(value, "pfld*")
+
+
+class PruneSection(_Section):
+    """Structured channel pruning of the student, with KD fine-tuning to recover."""
+
+    enabled: bool = False
+    ratio: float = Field(0.3, gt=0.0, lt=1.0)
+    importance: Literal["l1", "l2", "taylor", "bn"] = "l1"
+    steps: int = Field(1, ge=1, le=100)
+    finetune_epochs: int = Field(3, ge=0)
+    lr: float = Field(5e-4, gt=0.0, le=1.0)
+
+
+class ExportSection(_Section):
+    formats: Annotated[tuple[Literal["onnx", "tflite"], ...], Strict(False)] = Field(("onnx", "tflite"), min_length=1)
+    opset: int = Field(17, ge=17)
+    parity_count: int = Field(32, ge=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"format listed twice: {', '.join(value)}")
+        return value
+
+
+class QuantSection(_Section):
+    """INT8 post-training quantization of the FP32 ONNX (ORT QDQ) and to TFLite full-integer."""
+
+    onnx: bool = True
+    tflite: bool = True
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    activation_type: Literal["quint8", "qint8"] = "quint8"
+    calib_count: int = Field(128, ge=1)
+    tflite_io_type: Literal["float", "int8"] = "float"
+    fallback: bool = True
+    max_float_nodes: int = Field(16, ge=0)
+
+
+class GateSection(_Section):
+    """Design section 4: relative (and optionally absolute, NME points) regression bounds."""
+
+    max_regression: float = Field(0.02, ge=0.0, le=1.0)
+    max_abs_regression: float | None = Field(None, ge=0.0, le=100.0)
+    latency: bool = True
+    threads: int = Field(2, ge=1, le=64)
+
+
+class ArtifactsSection(_Section):
+    required: Annotated[tuple[Literal["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8"], ...], Strict(False)] = (
+        ARTIFACTS
+    )
+
+
+class Recipe(_Section):
+    """A whole chain: teacher -> distill -> prune -> export -> quantize -> gate."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataSection = DataSection()
+    teacher: TeacherSection = TeacherSection()
+    student: StudentSection = StudentSection()
+    prune: PruneSection = PruneSection()
+    export: ExportSection = ExportSection()
+    quant: QuantSection = QuantSection()
+    gate: GateSection = GateSection()
+    artifacts: ArtifactsSection = ArtifactsSection()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        formats = self.export.formats
+        if (self.quant.onnx or self.quant.tflite) and "onnx" not in formats:
+            raise _KeyError("export.formats", "INT8 quantization starts from the FP32 ONNX: add onnx")
+        if self.quant.tflite and "tflite" not in formats:
+            raise _KeyError("export.formats", "quant.tflite gates INT8 TFLite against the FP32 TFLite: add tflite")
+        produced = set(self.produced())
+        for name in self.artifacts.required:
+            if name not in produced:
+                raise _KeyError("artifacts.required", f"{name!r} is never produced by this recipe "
+                                f"(produced: {', '.join(self.produced()) or 'none'})")
+        return self
+
+    def produced(self) -> tuple[str, ...]:
+        """Names of the artifacts this recipe makes, in report order."""
+        out = [f"{fmt}_fp32" for fmt in ("onnx", "tflite") if fmt in self.export.formats]
+        out += [f"{fmt}_int8" for fmt in ("onnx", "tflite") if getattr(self.quant, fmt)]
+        return tuple(out)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config after defaults and overrides, JSON-ready (for the manifest)."""
+        return self.model_dump(mode="json")
+
+
+class _KeyError(ValueError):
+    """A cross-field problem attributed to one dotted key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+def _check_arch(value: str, pattern: str) -> str:
+    from landmarks.models import is_model, list_models
+
+    valid = list_models(pattern)
+    if value not in valid or not is_model(value):
+        raise ValueError(f"unknown architecture {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, apply ``key=value`` overrides, validate; every problem is one ConfigError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got a {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    for override in overrides:
+        apply_override(data, override)
+    return validate(data, str(path))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """``student.epochs=3`` sets ``data["student"]["epochs"] = 3`` (value parsed as YAML)."""
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {override!r}: expected key=value, e.g. student.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
+    parts = key.split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {override!r}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(data: dict[str, Any], source: str) -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        first = _describe(errors[0], data)
+        others = len({_describe(e, data).split(":")[0] for e in errors[1:]} - {first.split(":")[0]})
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+        raise ConfigError(f"{source}: {first}{more}") from None
+
+
+def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    original = ctx.get("error")
+    if isinstance(original, _KeyError):
+        return f"{original.key}: {original.message}"
+    union = any(p == "str" or p.startswith("tuple[") for p in loc)
+    loc = [p for p in loc if p != "str" and not p.startswith("tuple[")]  # union member tags
+    key = ".".join(_index(p) for p in loc).replace(".[", "[") or "(top level)"
+    got = f" (got {value!r})"
+    if union and kind in ("string_type", "tuple_type"):
+        return f"{key}: must be a dataset (a folder or synthetic:N) or a list of them{got}"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key{_suggest(loc, data)}"
+    if kind == "missing":
+        return f"{key}: required key missing"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"{key}: must be {bounds[kind]} {limit}{got}"
+    if kind == "multiple_of":
+        return f"{key}: must be a multiple of {ctx.get('multiple_of')}{got}"
+    if kind == "literal_error":
+        return f"{key}: must be one of {ctx.get('expected')}{got}"
+    types = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+             "string_type": "a string", "tuple_type": "a list", "model_type": "a section (mapping)",
+             "model_attributes_type": "a section (mapping)", "dict_type": "a section (mapping)"}
+    if kind in types:
+        return f"{key}: must be {types[kind]}{got}"
+    if kind == "too_short":
+        return f"{key}: must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{key}: must be letters, digits, '_', '.', '-'{got}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message}"
+
+
+def _index(part: str) -> str:
+    return f"[{part}]" if part.isdigit() else part
+
+
+def _suggest(loc: list[str], data: dict[str, Any]) -> str:
+    section = Recipe
+    for part in loc[:-1]:
+        field = section.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        section = annotation
+    close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(section.model_fields)}"

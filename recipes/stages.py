@@ -1,0 +1,323 @@
+"""The stages of a recipe, each a small class: what its output depends on, and how to make it.
+
+``inputs(ctx)`` returns a JSON-serializable description of everything the stage's outputs
+depend on (config sections, sha256 of input files, data fingerprints); the runner hashes it
+to decide whether the stage's record is still valid. ``run(ctx, resume)`` does the work and
+returns the files it wrote (inside the run folder) and details for downstream stages.
+
+Stages: ``distill`` (teacher + KD student, :func:`distill.pipeline.run_distillation`),
+``prune`` (optional, :mod:`distill.prune`), ``export`` (FP32 ONNX / TFLite with parity),
+``quantize`` (INT8 ONNX / TFLite, :func:`quant.ptq.run_ptq`), ``gate`` (every artifact against
+its reference on the eval set, in the candidate's runtime; release or rejected).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from landmarks.errors import ConfigError
+from landmarks.models.checkpoint import file_sha256
+from recipes import adapters
+from recipes.cache import StageRecord, data_fingerprint
+from recipes.schema import Recipe, spec_items
+
+Outputs = tuple[list[Path], dict[str, Any]]
+
+
+@dataclass
+class Context:
+    """What every stage sees: the recipe, the run folder, finished upstream records, a logger."""
+
+    recipe: Recipe
+    out: Path
+    records: dict[str, StageRecord]
+    progress: bool
+    log: Callable[[str], None]
+
+    def path(self, rel: str) -> Path:
+        return self.out / rel
+
+    def rel(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.out.resolve()))
+
+    def detail(self, stage: str, key: str) -> Any:
+        return self.records[stage].details[key]
+
+    def student_checkpoint(self) -> Path:
+        """The student every artifact is exported from: pruned if pruning ran."""
+        stage = "prune" if "prune" in self.records else "distill"
+        return self.path(self.detail(stage, "student"))
+
+    def work(self, stage: str) -> Path:
+        """``work/<stage>/``, emptied: a re-run never mixes its files with an earlier run's."""
+        return self.clean_folder(f"work/{stage}")
+
+    def clean_folder(self, rel: str) -> Path:
+        folder = self.out / rel
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+class Stage:
+    name = ""
+    resumable = False  # continues from its own state files after an interrupted run of the same inputs
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return True
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        raise NotImplementedError
+
+
+class DistillStage(Stage):
+    """Teacher (trained, reused or loaded) -> KD student; resumes from distill's state files."""
+
+    name = "distill"
+    resumable = True
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        r = ctx.recipe
+        teacher = r.teacher.model_dump(mode="json")
+        if r.teacher.checkpoint:
+            teacher["checkpoint"] = file_sha256(r.teacher.checkpoint)
+        return {
+            "seed": r.seed,
+            "train": data_fingerprint(spec_items(r.data.train)),
+            "val": data_fingerprint(spec_items(r.data.val)),
+            "crop_scale": r.data.crop_scale,
+            "teacher": teacher,
+            "student": r.student.model_dump(mode="json"),
+        }
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        from distill.pipeline import run_distillation
+
+        folder = ctx.path("checkpoints")
+        folder.mkdir(parents=True, exist_ok=True)
+        states = sorted(folder.glob("*.state.pt"))
+        if states and not resume:  # left by a run of other inputs: never resume from those
+            for state in states:
+                state.unlink()
+        resume = resume and bool(states)
+        if resume:
+            ctx.log(f"  resuming training from {', '.join(ctx.rel(s) for s in states)}")
+        config = adapters.distill_config(ctx.recipe, folder, ctx.progress)
+        result = run_distillation(config, resume=resume, no_kd=ctx.recipe.student.no_kd)
+        outputs = [result.student_path, folder / "metrics.json"]
+        outputs += [p for p in (folder / "teacher_log.json", folder / "student_log.json") if p.is_file()]
+        teacher = None
+        if result.teacher_path is not None:
+            inside = result.teacher_path.resolve().is_relative_to(ctx.out.resolve())
+            teacher = ctx.rel(result.teacher_path) if inside else str(result.teacher_path)
+            if inside:
+                outputs.append(result.teacher_path)
+        for state in folder.glob("*.state.pt"):  # training finished: the state files are spent
+            state.unlink()
+        ctx.log(f"  teacher: {result.teacher_source}; student nme_io {result.metrics['student']['nme_io']:.2f}% (val)")
+        details = {
+            "student": ctx.rel(result.student_path),
+            "teacher": teacher,
+            "teacher_source": result.teacher_source,
+            "metrics": result.metrics,
+        }
+        return outputs, details
+
+
+class PruneStage(Stage):
+    """Structured channel pruning of the student with KD recovery (``distill.prune``)."""
+
+    name = "prune"
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.prune.enabled
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        r = ctx.recipe
+        teacher = ctx.detail("distill", "teacher")
+        return {
+            "seed": r.seed,
+            "student": file_sha256(ctx.path(ctx.detail("distill", "student"))),
+            "teacher": file_sha256(_resolve(ctx, teacher)) if teacher else None,
+            "prune": r.prune.model_dump(mode="json"),
+            "train": data_fingerprint(spec_items(r.data.train)),
+            "val": data_fingerprint(spec_items(r.data.val)),
+            "crop_scale": r.data.crop_scale,
+        }
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        teacher = ctx.detail("distill", "teacher")
+        folder = ctx.clean_folder("checkpoints/prune")
+        report = adapters.prune(
+            ctx.recipe,
+            ctx.path(ctx.detail("distill", "student")),
+            _resolve(ctx, teacher) if teacher else None,
+            folder,
+            ctx.progress,
+            log=lambda line: ctx.log(f"  {line}"),
+        )
+        ctx.log(f"  {adapters.prune_summary(report)}")
+        for state in folder.glob("*.state.pt"):  # fine-tuning states: spent once pruning finished
+            state.unlink()
+        outputs = [report.checkpoint, report.report_path, *sorted(folder.glob("step*_log.json"))]
+        return outputs, {"student": ctx.rel(report.checkpoint), "report": adapters.as_jsonable(report)}
+
+
+class ExportStage(Stage):
+    """FP32 ONNX and TFLite of the student, each within its parity bound of the torch model."""
+
+    name = "export"
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        r = ctx.recipe
+        return {
+            "student": file_sha256(ctx.student_checkpoint()),
+            "export": r.export.model_dump(mode="json"),
+            "parity_faces": data_fingerprint(spec_items(r.data.eval)),
+            "seed": r.seed,
+        }
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        from export import ExportConfig, export_checkpoint
+
+        r = ctx.recipe
+        folder = ctx.work(self.name)
+        checkpoint = ctx.student_checkpoint()
+        config = ExportConfig(formats=r.export.formats, opset=r.export.opset, parity_count=r.export.parity_count,
+                              num_threads=r.gate.threads)
+        faces = adapters.parity_faces(r, checkpoint, r.export.parity_count)
+        artifacts = export_checkpoint(checkpoint, folder, config, name="student", faces=faces)
+        outputs, details = [], {}
+        for artifact in artifacts:
+            key = f"{artifact.format}_{artifact.precision}"
+            outputs.append(artifact.path)
+            if artifact.sidecar is not None:
+                outputs.append(artifact.sidecar)
+            details[key] = {"file": ctx.rel(artifact.path), "parity": artifact.parity.to_dict()}
+            ctx.log(f"  {artifact.summary()}")
+        return outputs, {"artifacts": details}
+
+
+class QuantizeStage(Stage):
+    """INT8 ONNX (ORT QDQ) and INT8 TFLite (full integer) from the FP32 ONNX, with fallback."""
+
+    name = "quantize"
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.quant.onnx or recipe.quant.tflite
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        r = ctx.recipe
+        onnx = ctx.path(ctx.detail("export", "artifacts")["onnx_fp32"]["file"])
+        return {
+            "onnx_fp32": file_sha256(onnx),
+            "quant": r.quant.model_dump(mode="json"),
+            "gate": r.gate.model_dump(mode="json", exclude={"latency"}),
+            "calib": data_fingerprint(spec_items(adapters.calib_spec(r))),
+            "eval": data_fingerprint(spec_items(r.data.eval)),
+            "crop_scale": r.data.crop_scale,
+            "seed": r.seed,
+        }
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        from quant.ptq import run_ptq
+
+        r = ctx.recipe
+        folder = ctx.work(self.name)
+        onnx = ctx.path(ctx.detail("export", "artifacts")["onnx_fp32"]["file"])
+        metadata = adapters.onnx_metadata(onnx)
+        calib = adapters.open_calib(r, metadata)
+        evalset = adapters.open_eval(r, metadata)
+        outputs: list[Path] = []
+        details: dict[str, Any] = {}
+        for fmt in ("onnx", "tflite"):
+            if not getattr(r.quant, fmt):
+                continue
+            result = run_ptq(onnx, folder / f"student.int8.{fmt}", adapters.ptq_config(r, fmt),
+                             calib_dataset=calib, eval_dataset=evalset, log=lambda line: ctx.log(f"  {line}"))
+            outputs.append(result.artifact)
+            outputs += [p for p in (result.artifact.with_name(result.artifact.name + ".json"),) if p.is_file()]
+            outputs += list(result.report_paths)
+            details[f"{fmt}_int8"] = {
+                "file": ctx.rel(result.artifact),
+                "float_nodes": list(result.gate.float_nodes),
+                "ptq_verdict": result.gate.verdict,
+                "calibration": {"set": result.report.calibration_set, "count": result.report.calibration_count,
+                                "method": result.report.calibration_method},
+                "report": ctx.rel(result.report_paths[0]),
+            }
+        return outputs, {"artifacts": details}
+
+
+class GateStage(Stage):
+    """Every artifact against its reference on the eval set, in the candidate's runtime."""
+
+    name = "gate"
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        r = ctx.recipe
+        files = {"student": file_sha256(ctx.student_checkpoint())}
+        teacher = ctx.detail("distill", "teacher")
+        files["teacher"] = file_sha256(_resolve(ctx, teacher)) if teacher else None
+        for stage in ("export", "quantize"):
+            if stage in ctx.records:
+                for key, item in ctx.detail(stage, "artifacts").items():
+                    files[key] = file_sha256(ctx.path(item["file"]))
+        return {
+            "files": files,
+            "gate": r.gate.model_dump(mode="json"),
+            "eval": data_fingerprint(spec_items(r.data.eval)),
+            "crop_scale": r.data.crop_scale,
+            "seed": r.seed,
+        }
+
+    def run(self, ctx: Context, resume: bool) -> Outputs:
+        from recipes.gating import gate_all
+
+        folder = ctx.work(self.name)
+        candidates = {}
+        for stage in ("export", "quantize"):
+            if stage in ctx.records:
+                for key, item in ctx.detail(stage, "artifacts").items():
+                    candidates[key] = ctx.path(item["file"])
+        float_nodes = ctx.detail("quantize", "artifacts") if "quantize" in ctx.records else {}
+        teacher = ctx.detail("distill", "teacher")
+        result = gate_all(
+            ctx.recipe,
+            candidates,
+            ctx.student_checkpoint(),
+            _resolve(ctx, teacher) if teacher else None,
+            folder,
+            float_nodes={name: item["float_nodes"] for name, item in float_nodes.items()},
+            root=ctx.out,
+            log=lambda line: ctx.log(f"  {line}"),
+        )
+        outputs = [p for p in folder.rglob("*") if p.is_file()]
+        return outputs, {"results": ctx.rel(result)}
+
+
+STAGES: tuple[Stage, ...] = (DistillStage(), PruneStage(), ExportStage(), QuantizeStage(), GateStage())
+
+
+def _resolve(ctx: Context, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else ctx.path(path)
+
+
+def prune_available() -> bool:
+    """``distill/prune.py`` is being written alongside; the stage needs it only when enabled."""
+    return importlib.util.find_spec("distill.prune") is not None
+
+
+def check_available(recipe: Recipe) -> None:
+    if recipe.prune.enabled and not prune_available():
+        raise ConfigError("prune.enabled: this checkout has no distill.prune module yet; set prune.enabled=false")

@@ -1,0 +1,253 @@
+"""The whole chain on a tiny recipe: kill and resume (real processes), caching, gate rejection, pruning.
+
+One module fixture trains once: a real ``python -m recipes run`` is killed with SIGTERM during
+the teacher's training, re-run (it resumes distill), killed again once the distill stage is
+recorded, and re-run to completion. The other tests copy that finished folder and change one
+thing, so only the stages downstream of the change run. ONNX only: the TFLite path runs in
+``.ci/run`` (recipes/ci.yaml, every artifact kind).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from landmarks.data.formats import write_pts
+from recipes.__main__ import main
+from recipes.check import check_run
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--set", "data.train=synthetic:96", "--set", "data.val=synthetic:16", "--set", "data.calib=synthetic:32",
+    "--set", "data.eval=synthetic:48", "--set", "teacher.epochs=3", "--set", "student.epochs=1",
+    "--set", "export.formats=[onnx]", "--set", "quant.tflite=false", "--set", "quant.calib_count=32",
+    "--set", "artifacts.required=[onnx_fp32,onnx_int8]", "--set", "gate.latency=false",
+]  # fmt: skip
+STAGES = ("distill", "export", "quantize", "gate")
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "recipes", "run", "recipes/ci.yaml", "--out", str(out), "--no-progress",
+            *TINY, *extra]
+
+
+def _run_until(out: Path, marker: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Start a real run, send SIGTERM as soon as ``marker`` exists, wait for the process to exit."""
+    proc = subprocess.Popen(_command(out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the run ended (rc {proc.returncode}) before {marker.name} appeared:\n{stdout}\n{stderr}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{marker} did not appear within {timeout}s")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _log_of_last_run(out: Path) -> list[str]:
+    lines = (out / "stages" / "log.txt").read_text().splitlines()
+    start = max(i for i, line in enumerate(lines) if " recipe ci " in line)
+    entries = [line.split(" ", 1)[1] for line in lines[start + 1 :]]
+    return [e for e in entries if not e.startswith("[skip]")]
+
+
+def _stray_temp_files(out: Path) -> list[str]:
+    """Temporary names of atomic writes (``.<name>.<random>``) left behind, outside work folders."""
+    found = []
+    for path in out.rglob(".*"):
+        if path.name == ".lock" or "work" in path.relative_to(out).parts:
+            continue
+        found.append(str(path.relative_to(out)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("chain") / "run"
+    facts: dict = {"out": out}
+    # 1. killed while the teacher trains (after its first epoch was logged)
+    first = _run_until(out, out / "checkpoints" / "teacher_log.json")
+    facts["first"] = first
+    facts["after_first"] = {
+        "manifest": (out / "manifest.json").exists(),
+        "release": (out / "release").exists(),
+        "records": sorted(p.name for p in (out / "stages").glob("*.json")),
+        "states": sorted(p.name for p in (out / "checkpoints").glob("*.state.pt")),
+        "temp": _stray_temp_files(out),
+    }
+    # 2. resumes distill, killed right after the distill stage is recorded
+    second = _run_until(out, out / "stages" / "distill.json")
+    facts["second"] = second
+    facts["second_log"] = _log_of_last_run(out)
+    facts["after_second"] = {
+        "manifest": (out / "manifest.json").exists(),
+        "release": sorted(p.name for p in (out / "release").iterdir()) if (out / "release").exists() else [],
+        "temp": _stray_temp_files(out),
+    }
+    # 3. completes
+    third = subprocess.run(_command(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    facts["third"] = third
+    facts["third_log"] = _log_of_last_run(out)
+    return facts
+
+
+def test_kill_during_training_leaves_nothing_claiming_success(resumed):
+    first, after = resumed["first"], resumed["after_first"]
+    assert first.returncode == 130, first.stderr
+    assert "interrupted" in first.stderr and "Traceback" not in first.stderr
+    assert not after["manifest"] and not after["release"]
+    assert after["records"] == ["distill.started.json"]  # started, never recorded as done
+    assert after["states"] == ["teacher.state.pt"]  # distill saved its state on SIGTERM
+    assert after["temp"] == []
+
+
+def test_rerun_resumes_training_then_a_kill_after_distill_keeps_it(resumed):
+    second, log = resumed["second"], resumed["second_log"]
+    assert log[0] == "[run] distill (resuming)"
+    assert "[done] distill" in " ".join(log)
+    assert second.returncode == 130, second.stderr
+    assert resumed["after_second"] == {"manifest": False, "release": [], "temp": []}
+
+
+def test_final_rerun_completes_from_the_last_completed_stage(resumed):
+    third, log = resumed["third"], resumed["third_log"]
+    assert third.returncode == 0, third.stderr
+    assert log[0] == "[cached] distill"
+    assert "[run] export" in log and "[run] gate" in log
+    out = resumed["out"]
+    manifest, problems = check_run(out)
+    assert problems == []
+    assert manifest["status"] == "complete" and manifest["passed"]
+    assert [a["name"] for a in manifest["artifacts"]] == ["onnx_fp32", "onnx_int8"]
+    assert sorted(p.name for p in (out / "release").iterdir()) == ["student.int8.onnx", "student.onnx"]
+    assert (out / "report.md").is_file() and (out / "ced.png").is_file() and (out / "samples.png").is_file()
+    assert (out / "training_curves.png").is_file()
+    assert not list((out / "checkpoints").glob("*.state.pt"))
+    _assert_manifest_contract(manifest)
+
+
+def _assert_manifest_contract(manifest: dict) -> None:
+    """Design section 5: what every manifest and artifact entry carries."""
+    for key in ("recipe", "git_commit", "versions", "eval_set", "artifacts"):
+        assert key in manifest
+    assert manifest["recipe"]["config"]["student"]["epochs"] == 1  # the resolved config, --set applied
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "tensorflow"}
+    assert set(manifest["eval_set"]) == {"name", "count", "content_hash"}
+    assert manifest["eval_set"]["count"] == 48
+    for artifact in manifest["artifacts"]:
+        for key in ("file", "format", "precision", "runtime", "bytes", "sha256", "params", "landmarks.input_size",
+                    "landmarks.source", "nme_io", "nme_box", "reference", "nme_reference", "regression",
+                    "max_regression", "verdict", "latency_ms"):
+            assert key in artifact, key
+
+
+def _copy(resumed: dict, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(resumed["out"], out)
+    return out
+
+
+def _main(out: Path, *extra: str) -> int:
+    try:
+        return main(["run", "recipes/ci.yaml", "--out", str(out), "--no-progress", *TINY, *extra])
+    except SystemExit as exit_:
+        return int(exit_.code)
+
+
+def test_second_run_skips_every_stage(resumed, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    out = _copy(resumed, tmp_path)
+    before = json.loads((out / "manifest.json").read_text())
+    assert _main(out) == 0
+    assert _log_of_last_run(out)[:4] == [f"[cached] {stage}" for stage in STAGES]
+    after = json.loads((out / "manifest.json").read_text())
+    assert [a["sha256"] for a in after["artifacts"]] == [a["sha256"] for a in before["artifacts"]]
+    assert {s["status"] for s in after["stages"].values()} == {"cached"}
+    assert "onnx_int8" in capsys.readouterr().out  # the table
+
+
+def test_changing_only_quant_settings_reruns_only_quantize_and_gate(resumed, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = _copy(resumed, tmp_path)
+    assert _main(out, "--set", "quant.calib_count=16") == 0
+    log = _log_of_last_run(out)
+    assert log[:2] == ["[cached] distill", "[cached] export"]
+    assert "[run] quantize" in log and "[run] gate" in log
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["config"]["quant"]["calib_count"] == 16
+    assert manifest["stages"]["distill"]["status"] == "cached"
+
+
+def _blank_faces(folder: Path, count: int = 8) -> Path:
+    """Black images with plausible 68-point annotations: a calibration set that ruins INT8 ranges."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        points = rng.uniform(40, 120, size=(68, 2))
+        cv2.imwrite(str(folder / f"blank_{i}.png"), np.zeros((160, 160, 3), np.uint8))
+        write_pts(folder / f"blank_{i}.pts", points)
+    return folder
+
+
+def test_gate_rejection_inside_a_recipe(resumed, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    out = _copy(resumed, tmp_path)
+    blank = _blank_faces(tmp_path / "blank")
+    # An INT8 model calibrated on black images, without fallback, against a gate that tolerates float
+    # rounding (FP32 exports differ from torch by ~1e-6 NME points) but no quantization error.
+    code = _main(out, "--set", f"data.calib={blank}", "--set", "quant.fallback=false",
+                 "--set", "gate.max_abs_regression=0.001")
+    assert code == 1
+    assert "required artifact(s) rejected by the gate: onnx_int8" in capsys.readouterr().err
+    assert _log_of_last_run(out)[:2] == ["[cached] distill", "[cached] export"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    verdicts = {a["name"]: (a["verdict"], a["file"]) for a in manifest["artifacts"]}
+    assert verdicts == {"onnx_fp32": ("pass", "release/student.onnx"),
+                        "onnx_int8": ("reject", "rejected/student.int8.onnx")}
+    assert manifest["rejected_required"] == ["onnx_int8"] and not manifest["passed"]
+    int8 = manifest["artifacts"][1]
+    assert int8["nme_io"] - int8["nme_reference"] > 0.001 and "max_abs_regression" in int8["reason"]
+    assert sorted(p.name for p in (out / "release").iterdir()) == ["student.onnx"]
+    assert (out / "rejected" / "student.int8.onnx").is_file()
+    assert "reject" in (out / "report.md").read_text()
+    assert main(["check", str(out)]) == 1
+
+
+def test_prune_stage_runs_between_distill_and_export(resumed, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = _copy(resumed, tmp_path)
+    before = json.loads((out / "manifest.json").read_text())["artifacts"][0]["params"]
+    assert _main(out, "--set", "prune.enabled=true", "--set", "prune.ratio=0.3",
+                 "--set", "prune.finetune_epochs=1") == 0
+    log = _log_of_last_run(out)
+    assert log[0] == "[cached] distill" and "[run] prune" in log and "[run] export" in log
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["checkpoints"]["pruned_student"] == "checkpoints/prune/pruned.pt"
+    assert manifest["artifacts"][0]["params"] <= 0.75 * before
+    assert check_run(out)[1] == []
+
+
+def test_a_failing_stage_stops_the_run_and_publishes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "run"
+    code = _main(out, "--set", f"teacher.checkpoint={bad}")
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m recipes: error: stage distill failed:") and "not a readable checkpoint" in err
+    assert not (out / "manifest.json").exists() and not (out / "release").exists()
+    assert "[failed] distill" in (out / "stages" / "log.txt").read_text()
