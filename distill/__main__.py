@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
+from landmarks.cli import add_version_flag
 from landmarks.errors import ConfigError, cli_errors
 
 TEACHER_ALIASES = {"fan": "fan2"}
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    return p
+    return add_version_flag(p)
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:

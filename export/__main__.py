@@ -19,6 +19,7 @@ from export.config import (
     MIN_OPSET,
     ExportConfig,
 )
+from landmarks.cli import add_version_flag
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
 
 PROG = "python -m export"
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="same for the FP16 ONNX variant (default: %(default)g)")
     parser.add_argument("--json", action="store_true", help="print the artifact reports as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    return parser
+    return add_version_flag(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

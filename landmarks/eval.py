@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from landmarks.cli import add_version_flag
 from landmarks.errors import cli_errors
 
 PROG = "python -m landmarks.eval"
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
-    return parser
+    return add_version_flag(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landmarks.cli import add_version_flag
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, ModelError, cli_errors
 from landmarks.metadata import ArtifactMetadata
 from quant.accuracy_gate.evaluator import Evaluator
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--mean", default="0.5,0.5,0.5")
     meta.add_argument("--std", default="0.5,0.5,0.5")
     meta.add_argument("--crop-scale", type=float, default=1.25)
-    return p
+    return add_version_flag(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

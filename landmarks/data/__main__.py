@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from landmarks.cli import add_version_flag
 from landmarks.data.inspection import DatasetReport, Progress, inspect_dataset
 from landmarks.data.specs import split_spec
 from landmarks.errors import EXIT_OK, EXIT_USAGE, cli_errors
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model input side, to report how much crops are resized (default: 112)")
     parser.add_argument("--crop-scale", type=float, default=1.25, metavar="F",
                         help="crop side / face box side, design section 1 (default: 1.25)")
-    return parser
+    return add_version_flag(parser)
 
 
 def _progress(label: str) -> Progress:
