@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from distill.config import DEVICES, KDConfig, TrainConfig
+from landmarks.cli import add_version_flag
 from landmarks.errors import ConfigError, DataError, ModelError, UnsupportedBackendError, cli_errors
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn")
@@ -694,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars or step lines")
-    return p
+    return add_version_flag(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
