@@ -44,6 +44,7 @@ import numpy as np
 
 from landmarks import atomic
 from landmarks.coords import CropTransform, continuous_to_index, crop_face, landmark_box
+from landmarks.detect import DETECTORS, calibrated_box, load_detector
 from landmarks.errors import ConfigError, DataError, cli_errors
 from landmarks.runtimes import Predictor, load_predictor
 
@@ -91,8 +92,6 @@ class LandmarkPipeline:
         if self.detector is None:
             h, w = image.shape[:2]
             return self.from_boxes(image, [np.array([0.0, 0.0, w, h])], crop_scale=1.0)
-        from landmarks.detect import calibrated_box
-
         detections = self.detector.detect(image)[: self.max_faces]
         boxes = [calibrated_box(d.box, self.detector.calibration) for d in detections]
         return self.from_boxes(image, boxes, detections=detections)
@@ -193,6 +192,8 @@ def predict_images(pipeline: LandmarkPipeline, source: str | Path, out: Path | N
     One image: an unreadable image or no face is a :class:`DataError`. A folder: such images are
     reported through ``warn`` and skipped; a folder where no image has a face is a :class:`DataError`.
     """
+    from landmarks.data import read_image
+
     warn = warn or (lambda line: print(line, file=sys.stderr))
     root, images = find_images(source)
     single = Path(source).is_file()
@@ -201,8 +202,6 @@ def predict_images(pipeline: LandmarkPipeline, source: str | Path, out: Path | N
         summary.images += 1
         rel = path.relative_to(root)
         try:
-            from landmarks.data import read_image
-
             image = read_image(path)
         except DataError as err:
             if single:
@@ -327,13 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=head, epilog=body,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="ONNX / TFLite artifact or torch checkpoint (.onnx, .tflite, .pt)")
-    p.add_argument("images", nargs="?", help="an image file or a folder of images")
+    p.add_argument("images", nargs="?", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
     p.add_argument("--video", help="video file, or a camera number (0: the default webcam)")
     p.add_argument("--out", type=Path, help="output folder (solution format: the submission file)")
     p.add_argument("--format", choices=("files", "solution"), default="files",
                    help="files: .pts/.json/overlay per image (default); solution: face-synthetics submission")
     p.add_argument("--no-detect", action="store_true", help="images are face crops: the whole image is the crop")
-    p.add_argument("--detector", default="dlib-hog", help="face detector (default: %(default)s)")
+    p.add_argument("--detector", default="dlib-hog", choices=sorted(DETECTORS), help="face detector")
     p.add_argument("--upsample", type=int, default=0, help="detector upsampling: 1 finds faces down to ~40 px")
     p.add_argument("--max-faces", type=int, default=1, help="faces per image, largest first (default: 1)")
     p.add_argument("--max-frames", type=int, help="video: stop after this many frames")
@@ -351,8 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         detect = not args.no_detect and args.format != "solution"
         detector = None
         if detect:
-            from landmarks.detect import load_detector
-
             detector = load_detector(args.detector, upsample=args.upsample)
         pipeline = LandmarkPipeline(predictor, detector, max_faces=args.max_faces)
         if args.video is not None:
