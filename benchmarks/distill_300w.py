@@ -18,6 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 from distill.pipeline import run_distillation
 from landmarks.atomic import write_json, write_text
@@ -74,17 +76,27 @@ def main() -> int:
     p.add_argument("--teacher-width", type=int, default=64)
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--student-epochs", type=int, default=15)
+    p.add_argument("--only", choices=("kd", "nokd"), default=None, help="run one arm (two processes, two cores)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with cli_errors("distill_300w"):
         if not args.data_root.is_dir():
             print(f"no 300-W data at {args.data_root}; nothing to do")
             return 0
         kd_cfg = base_config(args.data_root, args.out / "kd", args)
-        kd = run_stage(kd_cfg, no_kd=False)
         nokd_cfg = replace(kd_cfg, out=str(args.out / "nokd"), kd=replace(kd_cfg.kd, enabled=False))
-        nokd = run_stage(nokd_cfg, no_kd=True)
-        write_results(kd, nokd, kd_cfg)
+        # The two arms are independent: run them in two processes to use both cores.
+        kd = run_stage(kd_cfg, no_kd=False) if args.only in (None, "kd") else None
+        nokd = run_stage(nokd_cfg, no_kd=True) if args.only in (None, "nokd") else None
+        if kd is None and (args.out / "kd" / "metrics.json").is_file():
+            kd = json.loads((args.out / "kd" / "metrics.json").read_text())
+        if nokd is None and (args.out / "nokd" / "metrics.json").is_file():
+            nokd = json.loads((args.out / "nokd" / "metrics.json").read_text())
+        if kd is not None and nokd is not None:
+            write_results(kd, nokd, kd_cfg)
     return 0
 
 
