@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         log("== synthetic generation")
         result["synthetic"] = measure_speed(args.synthetic_images)
         result["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-        result["command"] = "python benchmarks/run_all.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        result["command"] = " ".join(["python benchmarks/run_all.py", *(sys.argv[1:] if argv is None else argv)])
         write_json(args.results.with_suffix(".json"), result)
         write_text(args.results.with_suffix(".md"), markdown(result))
         print(markdown(result))
