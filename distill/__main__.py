@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 from landmarks.cli import add_version_flag
 from landmarks.errors import ConfigError, cli_errors
+
+# OpenMP threads that spin while waiting make every torch step several times slower on shared,
+# busy cores; passive waiting costs nothing on an idle machine. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TEACHER_ALIASES = {"fan": "fan2"}
 PROG = "python -m distill"

@@ -269,6 +269,8 @@ class Trainer:
                 self._write_log(history)
                 if self.on_epoch_end is not None and self.env.is_main:
                     self.on_epoch_end(record)
+            if stop.raised:  # a signal during the last validation: the state is saved, stop here
+                raise KeyboardInterrupt
         result = TrainResult(history=history, seconds=time.perf_counter() - started)
         result.weight_checksums = self._gather_checksums()
         return result

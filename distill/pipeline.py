@@ -131,7 +131,7 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
         teacher, teacher_path, teacher_source = _get_teacher(cfg, train_ds, validator, num_points, resume, common)
 
     student_meta = _metadata(cfg.student.arch, cfg.student.input_size, cfg.data.crop_scale, num_points)
-    student = create_model(cfg.student.arch, num_points=num_points).to(device)
+    student = create_model(cfg.student.arch, num_points=num_points, input_size=cfg.student.input_size).to(device)
     task = StudentTask(
         student,
         cfg.student.input_size,
@@ -151,7 +151,7 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
             student_path,
             Checkpoint(
                 arch=cfg.student.arch,
-                arch_config={"num_points": num_points},
+                arch_config=student.arch_config,
                 state_dict=student.state_dict(),
                 metadata=student_meta,
                 extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict()},
