@@ -112,6 +112,8 @@ class KDSection(_Section):
 
 
 class StudentSection(_Section):
+    """The PFLD student; ``checkpoint`` starts the chain from an already distilled student."""
+
     arch: str = "pfld025"
     input_size: int = Field(112, ge=32, le=512)
     epochs: int = Field(12, ge=1)
@@ -119,11 +121,19 @@ class StudentSection(_Section):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     no_kd: bool = False
     kd: KDSection = KDSection()
+    checkpoint: str | None = None
 
     @field_validator("arch")
     @classmethod
     def _arch(cls, value: str) -> str:
         return _check_arch(value, "pfld*")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}")
+        return value
 
 
 class PruneSection(_Section):

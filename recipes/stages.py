@@ -14,13 +14,14 @@ its reference on the eval set, in the candidate's runtime; release or rejected).
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landmarks.errors import ConfigError
+from landmarks.errors import ConfigError, ModelError
 from landmarks.models.checkpoint import file_sha256
 from recipes import adapters
 from recipes.cache import StageRecord, data_fingerprint
@@ -90,13 +91,16 @@ class DistillStage(Stage):
         teacher = r.teacher.model_dump(mode="json")
         if r.teacher.checkpoint:
             teacher["checkpoint"] = file_sha256(r.teacher.checkpoint)
+        student = r.student.model_dump(mode="json")
+        if r.student.checkpoint:
+            student["checkpoint"] = file_sha256(r.student.checkpoint)
         return {
             "seed": r.seed,
             "train": data_fingerprint(spec_items(r.data.train)),
             "val": data_fingerprint(spec_items(r.data.val)),
             "crop_scale": r.data.crop_scale,
             "teacher": teacher,
-            "student": r.student.model_dump(mode="json"),
+            "student": student,
         }
 
     def run(self, ctx: Context, resume: bool) -> Outputs:
@@ -104,6 +108,8 @@ class DistillStage(Stage):
 
         folder = ctx.path("checkpoints")
         folder.mkdir(parents=True, exist_ok=True)
+        if ctx.recipe.student.checkpoint:
+            return self._from_checkpoint(ctx, folder)
         states = sorted(folder.glob("*.state.pt"))
         if states and not resume:  # left by a run of other inputs: never resume from those
             for state in states:
@@ -129,6 +135,34 @@ class DistillStage(Stage):
             "teacher": teacher,
             "teacher_source": result.teacher_source,
             "metrics": result.metrics,
+        }
+        return outputs, details
+
+
+    def _from_checkpoint(self, ctx: Context, folder: Path) -> Outputs:
+        """A distilled student given by the recipe: copied in with its training logs, not retrained."""
+        from landmarks.atomic import write_bytes
+        from landmarks.models.checkpoint import load_checkpoint
+
+        r = ctx.recipe
+        source = Path(r.student.checkpoint)
+        ckpt = load_checkpoint(source)
+        if not ckpt.arch.startswith("pfld"):
+            raise ModelError(f"{source}: student.checkpoint is a {ckpt.arch!r}, not a PFLD student")
+        student = folder / "student.pt"
+        write_bytes(student, source.read_bytes())
+        outputs = [student]
+        for log in ("teacher_log.json", "student_log.json", "metrics.json"):
+            if (source.parent / log).is_file():
+                write_bytes(folder / log, (source.parent / log).read_bytes())
+                outputs.append(folder / log)
+        metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+        ctx.log(f"  student: loaded {source} ({ckpt.arch}); not retrained")
+        details = {
+            "student": ctx.rel(student),
+            "teacher": str(Path(r.teacher.checkpoint).resolve()) if r.teacher.checkpoint else None,
+            "teacher_source": "checkpoint" if r.teacher.checkpoint else "none",
+            "metrics": metrics,
         }
         return outputs, details
 
