@@ -15,7 +15,9 @@ from landmarks.errors import ConfigError, cli_errors
 # busy cores; passive waiting costs nothing on an idle machine. Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-TEACHER_ALIASES = {"fan": "fan2"}
+TEACHER_ALIASES = {"fan": "fan1"}
+_DEFAULTS = DistillConfig()
+_TEACHER, _STUDENT, _DATA = _DEFAULTS.teacher.train, _DEFAULTS.student.train, _DEFAULTS.data
 PROG = "python -m distill"
 
 
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "With no --data, trains on built-in synthetic faces and finishes in a few minutes on a CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--teacher", default="fan", help=f"teacher architecture: {', '.join(teachers)} (fan = fan2)")
+    p.add_argument(
+        "--teacher", default="fan", help=f"teacher architecture: {', '.join(teachers)} (fan = fan1, sized for a CPU)"
+    )
     p.add_argument("--student", default="pfld025", help=f"student architecture: {', '.join(students)}")
     p.add_argument(
         "--data",
@@ -39,17 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
     p.add_argument("--teacher-checkpoint", default=None, help="load this FAN checkpoint instead of training one")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: 12)")
-    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: 8)")
-    p.add_argument("--batch-size", type=int, default=None, help="student batch size (default: 32)")
-    p.add_argument("--lr", type=float, default=None, help="student learning rate (default: 2e-3)")
+    p.add_argument("--epochs", type=int, default=_STUDENT.epochs, help="student epochs")
+    p.add_argument("--teacher-epochs", type=int, default=_TEACHER.epochs, help="teacher epochs")
+    p.add_argument("--batch-size", type=int, default=_STUDENT.batch_size, help="student batch size")
+    p.add_argument("--lr", type=float, default=_STUDENT.lr, help="student learning rate")
     p.add_argument("--teacher-width", type=int, default=64, help="teacher channels (256 = original FAN)")
     p.add_argument("--teacher-input-size", type=int, default=128, help="teacher input side, pixels")
     p.add_argument("--no-kd", action="store_true", help="train the same student without a teacher")
     p.add_argument("--kd-output-weight", type=float, default=1.0, help="weight of the teacher-landmark loss")
     p.add_argument("--kd-feature-weight", type=float, default=0.05, help="weight of the FitNet feature loss")
-    p.add_argument("--synthetic-train", type=int, default=4000, help="synthetic training faces")
-    p.add_argument("--synthetic-val", type=int, default=300, help="synthetic validation faces")
+    p.add_argument("--synthetic-train", type=int, default=_DATA.synthetic_train, help="synthetic training faces")
+    p.add_argument("--synthetic-val", type=int, default=_DATA.synthetic_val, help="synthetic validation faces")
     p.add_argument("--workers", type=int, default=1, help="data-loading worker processes")
     p.add_argument("--out", default="runs/distill", help="run folder for checkpoints, logs and metrics")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -69,13 +73,11 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
     if not args.student.startswith("pfld") or not is_model(args.student):
         raise ConfigError(f"unknown --student {args.student!r}; valid: {', '.join(list_models('pfld*'))}")
     student_train = TrainConfig(
-        epochs=args.epochs if args.epochs is not None else 12,
-        batch_size=args.batch_size if args.batch_size is not None else 32,
-        lr=args.lr if args.lr is not None else 2e-3,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
     )
-    teacher_train = TrainConfig(
-        epochs=args.teacher_epochs if args.teacher_epochs is not None else 8, batch_size=16, lr=2e-3
-    )
+    teacher_train = TrainConfig(epochs=args.teacher_epochs, batch_size=_TEACHER.batch_size, lr=_TEACHER.lr)
     return DistillConfig(
         data=DataConfig(
             train=args.data,

@@ -130,10 +130,10 @@ def test_cli_trains_and_reuses_cached_teacher(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["student"]["kd"] is True and np.isfinite(metrics["student"]["nme_io"])
     assert {"student.pt", "teacher.pt", "student_log.csv", "teacher_log.csv"} <= {p.name for p in out.iterdir()}
-    assert "teacher fan2 (trained)" in capsys.readouterr().out
+    assert "teacher fan1 (trained)" in capsys.readouterr().out
 
     assert main(args) == 0  # same teacher config: the cached teacher is reused, not retrained
-    assert "teacher fan2 (cached)" in capsys.readouterr().out
+    assert "teacher fan1 (cached)" in capsys.readouterr().out
 
 
 def _exit_code_and_error(args: list[str], capsys) -> tuple[int, str]:
