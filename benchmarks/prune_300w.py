@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import cpu_name  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 
@@ -200,7 +201,7 @@ def _summary(args: argparse.Namespace, rows: list[dict[str, Any]], seconds: floa
         "label": args.label, "student": str(args.student), "teacher": str(args.teacher), "train": args.data,
         "test": args.val, "calib": args.calib, "calib_count": args.calib_count, "steps": args.steps,
         "epochs_per_step": args.epochs_per_step, "importance": args.importance, "batch_size": args.batch_size,
-        "lr": args.lr, "cpu": _cpu_name(), "torch": torch.__version__, "onnxruntime": ort.__version__,
+        "lr": args.lr, "cpu": cpu_name(), "torch": torch.__version__, "onnxruntime": ort.__version__,
         "python": platform.python_version(), "metric": "nme_io percent (inter-ocular, outer eye corners)",
         "wall_seconds_this_run": round(seconds, 1), "rows": rows,
     }
@@ -239,16 +240,6 @@ def _markdown(s: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import cpu_name  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.metadata import ArtifactMetadata  # noqa: E402
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_ratio": r.latency_ratio, "float_nodes": list(r.float_nodes),
                 "fp32_reference": "FP32 ONNX in onnxruntime" if fmt == "onnx" else "FP32 TFLite in LiteRT",
             })
-    cpu = _cpu_name()
+    cpu = cpu_name()
     summary = {
         "model": source, "calib": args.calib, "calib_count": args.calib_count, "eval": args.eval,
         "threads": args.threads, "cpu": cpu, "onnxruntime": ort.__version__, "python": platform.python_version(),
@@ -132,16 +133,6 @@ def _markdown(s: dict) -> str:
         )
     lines += ["", "FP32 reference per row: ONNX rows vs FP32 ONNX (onnxruntime), TFLite row vs FP32 TFLite (LiteRT)."]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

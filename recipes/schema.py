@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from landmarks.errors import ConfigError
 
@@ -79,6 +88,15 @@ class DataSection(_Section):
         return value if value is None else _check_spec(value)
 
 
+def _existing_file(value: str | None) -> str | None:
+    if value is not None and not Path(value).is_file():
+        raise ValueError(f"no such file {value!r}")
+    return value
+
+
+ExistingFile = Annotated[str | None, AfterValidator(_existing_file)]
+
+
 class TeacherSection(_Section):
     """The FAN heatmap teacher; ``checkpoint`` loads one instead of training."""
 
@@ -88,19 +106,12 @@ class TeacherSection(_Section):
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(2e-3, gt=0.0, le=1.0)
-    checkpoint: str | None = None
+    checkpoint: ExistingFile = None
 
     @field_validator("arch")
     @classmethod
     def _arch(cls, value: str) -> str:
         return _check_arch(value, "fan*")
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _checkpoint(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"no such file {value!r}")
-        return value
 
 
 class KDSection(_Section):
@@ -121,19 +132,12 @@ class StudentSection(_Section):
     lr: float = Field(2e-3, gt=0.0, le=1.0)
     no_kd: bool = False
     kd: KDSection = KDSection()
-    checkpoint: str | None = None
+    checkpoint: ExistingFile = None
 
     @field_validator("arch")
     @classmethod
     def _arch(cls, value: str) -> str:
         return _check_arch(value, "pfld*")
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _checkpoint(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"no such file {value!r}")
-        return value
 
 
 class PruneSection(_Section):
