@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.export_latency import _graph_params, _time_side_by_side, _torch_runner  # noqa: E402
-from benchmarks.quant_int8 import _cpu_name  # noqa: E402
+from benchmarks.common import cpu_name  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 from landmarks.metadata import ArtifactMetadata  # noqa: E402
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.synthetic_faces import measure_speed
 
         result: dict[str, Any] = {
-            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "loadavg_start": [round(v, 2) for v in os.getloadavg()],
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                          "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")},
