@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.export_latency import _graph_params, _time_side_by_side, _torch_runner  # noqa: E402
 from benchmarks.common import cpu_name  # noqa: E402
+from benchmarks.export_latency import _graph_params, _time_side_by_side, _torch_runner  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 from landmarks.metadata import ArtifactMetadata  # noqa: E402
