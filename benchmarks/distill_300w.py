@@ -139,7 +139,7 @@ def write_results(kd: dict, nokd: dict, cfg: DistillConfig) -> None:
         "",
         f"KD relative gain over no-KD: {100 * gain:.1f} %",
         "",
-        "Command: `python benchmarks/distill_300w.py --out runs/300w`",
+        f"Command: `python benchmarks/distill_300w.py {' '.join(sys.argv[1:])}`",
         "",
     ]
     write_text(RESULTS / "distill_300w.md", "\n".join(lines))
