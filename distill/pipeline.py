@@ -106,7 +106,8 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
 
     use_teacher = cfg.kd.enabled and not no_kd
     # One crop size whether or not a teacher is used, so KD and no-KD students see the same views.
-    crop_size = max(cfg.student.input_size, cfg.teacher.input_size)
+    teacher_size = _teacher_input_size(cfg)
+    crop_size = max(cfg.student.input_size, teacher_size)
     train_ds = open_dataset(
         cfg.data.train,
         input_size=crop_size,
@@ -139,7 +140,7 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
         cfg.kd if use_teacher else _no_kd(cfg),
         lambda m: validator(m, student_meta),
         teacher=teacher,
-        teacher_size=cfg.teacher.input_size if teacher is not None else None,
+        teacher_size=teacher_size if teacher is not None else None,
     )
     task.modules.to(device)
     trainer = Trainer("student", task, train_ds, cfg.student.train, run_dir, **common)
@@ -168,6 +169,13 @@ def _no_kd(cfg: DistillConfig) -> Any:
     from distill.config import replace
 
     return replace(cfg.kd, enabled=False)
+
+
+def _teacher_input_size(cfg: DistillConfig) -> int:
+    """A loaded teacher's own input size (its metadata), else the configured one."""
+    if cfg.teacher.checkpoint:
+        return load_checkpoint(cfg.teacher.checkpoint).metadata.input_size
+    return cfg.teacher.input_size
 
 
 def _get_teacher(
