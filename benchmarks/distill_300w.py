@@ -43,11 +43,11 @@ def base_config(data_root: Path, out: Path, args: argparse.Namespace) -> Distill
             num_workers=1,
         ),
         teacher=TeacherConfig(
-            arch=args.teacher, width=args.teacher_width, input_size=128,
+            arch=args.teacher, width=args.teacher_width, input_size=128, checkpoint=args.teacher_checkpoint,
             train=TrainConfig(epochs=args.teacher_epochs, batch_size=16, lr=2e-3),
         ),
         student=StudentConfig(arch="pfld025", train=TrainConfig(epochs=args.student_epochs, batch_size=32, lr=2e-3)),
-        kd=KDConfig(),
+        kd=KDConfig(feature_weight=args.kd_feature_weight),
         out=str(out),
         seed=0,
         progress=args.progress,
@@ -74,8 +74,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/300w"))
     p.add_argument("--teacher", default="fan1")
     p.add_argument("--teacher-width", type=int, default=64)
-    p.add_argument("--teacher-epochs", type=int, default=8)
-    p.add_argument("--student-epochs", type=int, default=15)
+    p.add_argument("--teacher-epochs", type=int, default=20)
+    p.add_argument("--teacher-checkpoint", default=None, help="reuse a trained FAN instead of training one")
+    p.add_argument("--kd-feature-weight", type=float, default=KDConfig().feature_weight)
+    p.add_argument("--student-epochs", type=int, default=12)
     p.add_argument("--only", choices=("kd", "nokd"), default=None, help="run one arm (two processes, two cores)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--progress", action="store_true")

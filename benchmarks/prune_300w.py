@@ -236,7 +236,7 @@ def _markdown(s: dict[str, Any]) -> str:
         "schedule but not pruned. `-params`/`-MACs`: inference path only (the training-only pose branch is "
         "excluded). INT8 nme from the same ONNX models in onnxruntime.",
         "",
-        "Command: `python benchmarks/prune_300w.py` (resumable; finished arms are skipped)",
+        f"Command: `python benchmarks/prune_300w.py {' '.join(sys.argv[1:])}` (resumable; finished arms are skipped)",
         "",
     ]
     return "\n".join(lines)
