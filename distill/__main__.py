@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-input-size", type=int, default=128, help="teacher input side, pixels")
     p.add_argument("--no-kd", action="store_true", help="train the same student without a teacher")
     p.add_argument("--kd-output-weight", type=float, default=1.0, help="weight of the teacher-landmark loss")
-    p.add_argument("--kd-feature-weight", type=float, default=0.05, help="weight of the FitNet feature loss")
+    p.add_argument(
+        "--kd-feature-weight", type=float, default=_DEFAULTS.kd.feature_weight, help="weight of the FitNet feature loss"
+    )
     p.add_argument("--synthetic-train", type=int, default=_DATA.synthetic_train, help="synthetic training faces")
     p.add_argument("--synthetic-val", type=int, default=_DATA.synthetic_val, help="synthetic validation faces")
     p.add_argument("--workers", type=int, default=1, help="data-loading worker processes")
