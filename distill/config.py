@@ -72,7 +72,7 @@ class KDConfig:
     enabled: bool = True
     gt_weight: float = 1.0
     output_weight: float = 1.0
-    feature_weight: float = 0.5
+    feature_weight: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("gt_weight", "output_weight", "feature_weight"):

@@ -119,7 +119,7 @@ class KDSection(_Section):
 
     gt_weight: float = Field(1.0, ge=0.0)
     output_weight: float = Field(1.0, ge=0.0)
-    feature_weight: float = Field(0.5, ge=0.0)
+    feature_weight: float = Field(2.0, ge=0.0)
 
 
 class StudentSection(_Section):
