@@ -7,9 +7,10 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -45,5 +46,8 @@ def cli_errors(prog: str) -> Iterator[None]:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            with suppress(ValueError):
+                signal.signal(sig, signal.SIG_IGN)
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

