@@ -2,9 +2,9 @@
 
 ``prepare`` (``quant_pre_process``: shape inference + graph optimization) -> ``calibrate``
 (tensor ranges from a :class:`~quant.calibration.CalibrationReader`, cached as JSON so the
-fallback loop re-quantizes without re-running calibration) -> ``convert`` (QDQ graph,
-per-channel weights, all-zero weight/bias zero points dropped, section-2 metadata copied from
-the FP32 model).
+fallback loop re-quantizes without re-running calibration) -> ``convert`` (QDQ graph with
+per-tensor or per-channel weight scales chosen per layer by :mod:`quant.granularity`, slimmed
+by :mod:`quant.onnx_slim`, section-2 metadata copied from the FP32 model).
 
 Default types: QUInt8 activations with QInt8 per-channel weights (U8S8). Measured on pfld025
 (onnxruntime 1.32, x86 with AVX-512 VNNI): with U8S8 the CPU provider fuses every QDQ conv and
@@ -26,6 +26,8 @@ from typing import Any
 from landmarks.atomic import atomic_path
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
+from quant.granularity import DEFAULT_MIN_SQNR_DB, GRANULARITIES, WeightChoice, choose, tensor_overrides
+from quant.onnx_slim import compact_names, strip_zero_points
 
 METHODS = ("minmax", "entropy", "percentile")
 QTYPES = ("quint8", "qint8")
@@ -38,7 +40,8 @@ class StaticInt8Config:
     method: str = "minmax"
     activation_type: str = "quint8"
     weight_type: str = "qint8"
-    per_channel: bool = True
+    weight_granularity: str = "auto"
+    min_weight_sqnr_db: float = DEFAULT_MIN_SQNR_DB
     reduce_range: bool = False
     percentile: float = 99.999
     calib_count: int = 256
@@ -52,6 +55,11 @@ class StaticInt8Config:
             if value not in QTYPES:
                 raise ConfigError(f"{name} must be one of {', '.join(QTYPES)}, got {value!r}")
             object.__setattr__(self, name, value)
+        if self.weight_granularity not in GRANULARITIES:
+            raise ConfigError(f"weight_granularity must be one of {', '.join(GRANULARITIES)}, "
+                              f"got {self.weight_granularity!r}")
+        if not 0.0 <= self.min_weight_sqnr_db <= 100.0:
+            raise ConfigError(f"min_weight_sqnr_db must be in [0, 100], got {self.min_weight_sqnr_db}")
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
         if self.calib_count < 1:
@@ -115,10 +123,12 @@ def convert(
     cache_path: str | os.PathLike[str] | None = None,
     nodes_to_exclude: tuple[str, ...] = (),
     metadata: ArtifactMetadata | None = None,
+    compact: bool = True,
 ) -> Path:
     """Write the QDQ INT8 model atomically, keeping ``nodes_to_exclude`` in float.
 
     With an existing ``cache_path`` the stored ranges are used and ``reader`` is not read.
+    ``compact=False`` keeps onnxruntime's tensor names, which ``qdq_loss_debug`` matches on.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -130,6 +140,9 @@ def convert(
     }[config.method]
     qtype = {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}
     extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    overrides = tensor_overrides(weight_choices(prepared_path, config))
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
     if config.method == "percentile":
         extra["CalibPercentile"] = config.percentile
     if reader is not None:
@@ -141,7 +154,7 @@ def convert(
             str(tmp),
             reader,
             quant_format=QuantFormat.QDQ,
-            per_channel=config.per_channel,
+            per_channel=False,  # per-channel weights come from the overrides
             reduce_range=config.reduce_range,
             activation_type=qtype[config.activation_type],
             weight_type=qtype[config.weight_type],
@@ -152,33 +165,19 @@ def convert(
         )
         model = onnx.load(str(tmp))
         strip_zero_points(model)
+        if compact:
+            compact_names(model)
         if metadata is not None:
             set_metadata(model, metadata)
         onnx.save(model, str(tmp))
     return out_path
 
 
-def strip_zero_points(model: Any) -> int:
-    """Drop all-zero zero-point initializers of weight/bias DequantizeLinear nodes; returns bytes saved.
+def weight_choices(prepared_path: str | os.PathLike[str], config: StaticInt8Config) -> list[WeightChoice]:
+    """Per-tensor or per-channel scale for each weight of the prepared model (:mod:`quant.granularity`)."""
+    import onnx
 
-    Symmetric weights and int32 biases carry one zero per output channel (1 + 4 bytes), which on
-    depthwise layers (9 weights per channel) is a visible share of the file. ONNX defines an
-    absent zero point as 0, onnxruntime fuses the QDQ groups the same way, and the outputs are
-    bit-identical.
-    """
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if (node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[0] in inits
-                and node.input[2] in inits and not numpy_helper.to_array(inits[node.input[2]]).any()):
-            del node.input[2]
-    used = {name for node in model.graph.node for name in node.input}
-    dropped = [t for t in model.graph.initializer if t.name not in used]
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
-    return sum(len(t.raw_data) for t in dropped)
+    return choose(onnx.load(str(prepared_path)), config.weight_granularity, config.min_weight_sqnr_db)
 
 
 def set_metadata(model: Any, metadata: ArtifactMetadata) -> None:

@@ -171,6 +171,7 @@ class QuantSection(_Section):
     tflite: bool = True
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     activation_type: Literal["quint8", "qint8"] = "quint8"
+    weight_granularity: Literal["auto", "per-channel", "per-tensor"] = "auto"
     calib_count: int = Field(128, ge=1)
     tflite_io_type: Literal["float", "int8"] = "float"
     fallback: bool = True

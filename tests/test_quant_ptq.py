@@ -27,9 +27,13 @@ class TinyStudent(nn.Module):
     ``outlier`` scales one conv2 channel up and conv3's use of it down by the same factor: the
     float function is unchanged, but that channel's range then dwarfs the others, and a
     per-tensor activation scale wipes them out (the fallback's constructed failure).
+
+    ``weight_outlier`` makes one conv2 channel's weights that much larger but keeps it dead
+    (always negative before the ReLU): activations are untouched, yet one weight scale for
+    conv2 rounds all its other channels to zero (the granularity's constructed failure).
     """
 
-    def __init__(self, outlier: float = 0.0) -> None:
+    def __init__(self, outlier: float = 0.0, weight_outlier: float = 0.0) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.c1 = nn.Conv2d(3, 8, 3, 2, 1)
@@ -41,6 +45,10 @@ class TinyStudent(nn.Module):
                 self.c2.weight[0] *= outlier
                 self.c2.bias[0] = abs(self.c2.bias[0]) * outlier
                 self.c3.weight[:, 0] /= outlier
+        if weight_outlier:
+            with torch.no_grad():
+                self.c2.weight[0] = -self.c2.weight[0].abs() * weight_outlier
+                self.c2.bias[0] = -1.0
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.c3(torch.relu(self.c2(torch.relu(self.c1(x)))))).flatten(1)
@@ -66,14 +74,14 @@ def open_faces(spec: str, seed: int):
     return open_dataset(spec, input_size=SIZE, seed=seed, synthetic_count=COUNT)
 
 
-def export_tiny(path: Path, outlier: float = 0.0, *, with_metadata: bool = True) -> Path:
+def export_tiny(path: Path, outlier: float = 0.0, *, weight_outlier: float = 0.0, with_metadata: bool = True) -> Path:
     """A tiny student fitted on 256 synthetic faces (seeds apart from calibration and eval)."""
     from export.onnx_export import export_onnx
 
     train = open_faces("synthetic:256", TRAIN_SEED)
     images = np.stack([train[i]["image"] for i in range(len(train))])
     points = np.stack([train[i]["points"] for i in range(len(train))])
-    model = TinyStudent(outlier)
+    model = TinyStudent(outlier, weight_outlier)
     model.fit_head(images, points)
     export_onnx(model.eval(), ArtifactMetadata(num_points=68, input_size=SIZE, source="tiny@test"), path)
     if not with_metadata:
@@ -99,6 +107,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {
         "plain": export_tiny(root / "plain.onnx"),
         "outlier": export_tiny(root / "outlier.onnx", outlier=1000.0),
+        "weight_outlier": export_tiny(root / "weight_outlier.onnx", weight_outlier=1000.0),
         "bare": export_tiny(root / "bare.onnx", with_metadata=False),
     }
 
@@ -178,6 +187,36 @@ def test_fallback_turns_reject_into_pass(models, tmp_path) -> None:
     proto = onnx.load(str(result.artifact))
     assert "Conv" in {n.op_type for n in proto.graph.node}
     assert result.report.regression <= 0.02
+
+
+def test_auto_granularity_is_smaller_and_guards_outlier_weights(models, tmp_path) -> None:
+    from quant.ort_int8 import StaticInt8Config
+
+    def ptq(name: str, folder: str, **onnx_kw):
+        config = small_config(onnx=StaticInt8Config(calib_count=COUNT, **onnx_kw), fallback=False)
+        return run_ptq(_copy(models[name], tmp_path / folder), None, config, log=lambda _: None)
+
+    auto, per_channel = ptq("plain", "auto"), ptq("plain", "pc", weight_granularity="per-channel")
+    assert auto.gate.passed and per_channel.gate.passed
+    assert auto.report.bytes_int8 < per_channel.report.bytes_int8
+    assert auto.report.settings["per_tensor_weights"] > 0 and per_channel.report.settings["per_tensor_weights"] == 0
+    # one scale for the outlier conv zeroes its live channels: rejected; auto sees it in the weights
+    assert not ptq("weight_outlier", "pt", weight_granularity="per-tensor").gate.passed
+    guarded = ptq("weight_outlier", "guarded")
+    assert guarded.gate.passed and "/c2/Conv" in guarded.report.settings["per_channel_weights"]
+
+
+def test_auto_granularity_widens_before_floating_nodes(models, tmp_path) -> None:
+    """An ``auto`` model that fails the gate is retried per-channel everywhere, with no float node."""
+    from quant.ort_int8 import StaticInt8Config
+
+    logs: list[str] = []
+    config = small_config(onnx=StaticInt8Config(calib_count=COUNT, min_weight_sqnr_db=0.0))
+    result = run_ptq(_copy(models["weight_outlier"], tmp_path), None, config, log=logs.append)
+    assert result.exit_code == 0, logs
+    assert [a["verdict"] for a in result.report.attempts] == ["reject", "pass"]
+    assert result.gate.float_nodes == () and result.report.settings["weight_granularity"] == "per-channel"
+    assert any("per-channel" in line for line in logs)
 
 
 def test_fallback_respects_bound(models, tmp_path) -> None:
