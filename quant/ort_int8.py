@@ -6,13 +6,14 @@ fallback loop re-quantizes without re-running calibration) -> ``convert`` (QDQ g
 per-tensor or per-channel weight scales chosen per layer by :mod:`quant.granularity`, slimmed
 by :mod:`quant.onnx_slim`, section-2 metadata copied from the FP32 model).
 
-Default types: QUInt8 activations with QInt8 per-channel weights (U8S8). Measured on pfld025
+Default types: QUInt8 activations with QInt8 weights (U8S8). Measured on pfld025
 (onnxruntime 1.32, x86 with AVX-512 VNNI): with U8S8 the CPU provider fuses every QDQ conv and
-add into QLinearConv/QLinearAdd (43 + 9 nodes), and INT8 runs ~3x faster than FP32. With S8S8
-it fuses only 29 convs: the depthwise convs and the residual adds stay as DequantizeLinear ->
-float op -> QuantizeLinear (75 DQ, 36 Q nodes) and 24 layout Transposes are added, so INT8 runs
-slower than FP32. x86 integer kernels are built around ``u8 x s8`` multiply-accumulate
-(AVX2 ``vpmaddubsw``, VNNI ``vpdpbusd``).
+add into QLinearConv/QLinearAdd (43 + 9 nodes), and INT8 takes 0.64x FP32's time (300-W
+student, 1 thread, ``benchmarks/results/quant_int8.md``). With S8S8 it fuses only 29 convs:
+the depthwise convs and the residual adds stay as DequantizeLinear -> float op ->
+QuantizeLinear (75 DQ, 36 Q nodes) and 24 layout Transposes are added, so INT8 runs slower
+than FP32 (1.1x-3x FP32's time across our runs). x86 integer kernels are built around
+``u8 x s8`` multiply-accumulate (AVX2 ``vpmaddubsw``, VNNI ``vpdpbusd``).
 """
 
 from __future__ import annotations
