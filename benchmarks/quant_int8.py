@@ -84,11 +84,16 @@ def main(argv: list[str] | None = None) -> int:
             ("onnx QDQ S8S8", "onnx", StaticInt8Config(activation_type="qint8", calib_count=args.calib_count), 0.01),
         ]
         if not args.skip_tflite:
-            variants.append(("tflite full-int8 (float io)", "tflite", StaticInt8Config(calib_count=args.calib_count),
-                             0.02))
+            variants += [
+                ("tflite full-int8 (float io, auto weight scales)", "tflite",
+                 StaticInt8Config(calib_count=args.calib_count), 0.02),
+                ("tflite full-int8 (float io, per-channel weights)", "tflite",
+                 StaticInt8Config(weight_granularity="per-channel", calib_count=args.calib_count), 0.02),
+            ]
         for name, fmt, onnx_cfg, max_reg in variants:
             config = PtqConfig(format=fmt, calib=args.calib, eval=args.eval, eval_count=args.eval_count,
-                               gate=GateConfig(max_reg), onnx=onnx_cfg, tflite=TfliteInt8Config(io_type="float"),
+                               gate=GateConfig(max_reg), onnx=onnx_cfg,
+                               tflite=TfliteInt8Config(io_type="float", weight_granularity=onnx_cfg.weight_granularity),
                                threads=args.threads)
             out = workdir / f"variant{len(rows)}" / f"model.int8.{fmt}"
             print(f"== {name}", file=sys.stderr)
@@ -139,11 +144,17 @@ def _markdown(s: dict) -> str:
     lines += ["", "FP32 reference per row: ONNX rows vs FP32 ONNX (onnxruntime), TFLite row vs FP32 TFLite (LiteRT)."]
     for r in s["results"]:
         if r.get("per_channel_weights") is not None:
-            layers = (f"all {len(r['per_channel_weights'])} layers" if not r.get("per_tensor_weights")
-                      else ", ".join(f"`{name}`" for name in r["per_channel_weights"]) or "none")
+            chosen = r["per_channel_weights"]
+            if isinstance(chosen, str):  # TFLite: one switch for the whole model
+                layers = chosen
+            elif not r.get("per_tensor_weights"):
+                layers = f"all {len(chosen)} layers"
+            else:
+                layers = ", ".join(f"`{name}`" for name in chosen) or "none"
             lines.append(f"Per-channel weight scales in '{r['variant']}': {layers}.")
     lines += ["", "Weight scales (`quant.granularity`): `auto` keeps one scale per layer unless its worst output "
-              "channel would fall under 30 dB SQNR; the ONNX file is also slimmed (`quant.onnx_slim`: all-zero "
+              "channel would fall under 30 dB SQNR (TFLite: one scale per tensor, the converter has one switch; "
+              "per-channel if the gate rejects); the ONNX file is also slimmed (`quant.onnx_slim`: all-zero "
               "zero points dropped, internal tensor names shortened), which changes no output."]
     return "\n".join(lines) + "\n"
 

@@ -222,9 +222,11 @@ def _quantize_tflite(model, metadata, reader, evaluator, config, workdir, log):
     reference = load_predictor(reference_path, num_threads=config.threads)
     attempt = iter(range(1_000_000))
 
+    tflite_config = config.tflite
+
     def build(float_nodes: tuple[str, ...]) -> Path:
         out = workdir / f"candidate{next(attempt)}.tflite"
-        tflite_int8.convert(calibrated, out, config.tflite, denylisted_nodes=float_nodes)
+        tflite_int8.convert(calibrated, out, tflite_config, denylisted_nodes=float_nodes)
         write_sidecar(out, metadata)
         return out
 
@@ -233,14 +235,24 @@ def _quantize_tflite(model, metadata, reader, evaluator, config, workdir, log):
         return run_gate(candidate, reference, None, config.gate, evaluator=evaluator, float_nodes=float_nodes)
 
     def rank(first: Path) -> list:
-        return tflite_int8.rank(calibrated, config.tflite, representative_dataset(_subset(tf_reader)), workdir)
+        return tflite_int8.rank(calibrated, tflite_config, representative_dataset(_subset(tf_reader)), workdir)
 
-    result = _gate_with_fallback(build, gate, rank, config, log)
+    def per_channel_everywhere() -> bool:
+        """After a failed ``auto`` (one scale per tensor) candidate: per-channel, then float nodes."""
+        nonlocal tflite_config
+        if tflite_config.weight_granularity != "auto":
+            return False
+        tflite_config = replace(tflite_config, weight_granularity="per-channel")
+        log("retrying with per-channel weight scales")
+        return True
+
+    result = _gate_with_fallback(build, gate, rank, config, log, widen=per_channel_everywhere)
     settings = {
         "calibration_method": "minmax (TFLite converter)",
         "converter": "onnx2tf SavedModel + tf.lite.TFLiteConverter, mlir_quantize",
-        "io_type": config.tflite.io_type,
-        "per_channel": config.tflite.per_channel,
+        "io_type": tflite_config.io_type,
+        "weight_granularity": tflite_config.weight_granularity,
+        "per_channel_weights": "all layers" if tflite_config.per_channel else "none",
         "activations": "int8",
         "weights": "int8",
     }
@@ -344,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation-type", choices=("quint8", "qint8"), default="quint8",
                    help="ONNX activation type (quint8: faster u8s8 kernels on x86)")
     p.add_argument("--weight-granularity", choices=("auto", "per-channel", "per-tensor"), default="auto",
-                   help="ONNX weight scales: auto = per-channel only where one scale would lose precision "
-                        "(worst channel SQNR < 30 dB); smaller files than per-channel everywhere")
+                   help="weight scales. auto: ONNX per-channel only on layers where one scale would lose a "
+                        "channel (worst-channel SQNR < 30 dB); TFLite one scale per tensor (its converter has one "
+                        "switch); per-channel everywhere if the gate rejects that")
     p.add_argument("--io-type", choices=("float", "int8"), default="float", help="TFLite input/output type")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
                    help="on reject, keep the most sensitive nodes in float and retry")
@@ -377,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate=GateConfig(args.max_regression, args.max_abs_regression),
             onnx=StaticInt8Config(method=args.method, activation_type=args.activation_type,
                                   weight_granularity=args.weight_granularity, calib_count=args.calib_count),
-            tflite=TfliteInt8Config(io_type=args.io_type),
+            tflite=TfliteInt8Config(io_type=args.io_type, weight_granularity=args.weight_granularity),
             fallback=args.fallback,
             max_float_nodes=args.max_float_nodes,
             threads=args.threads,

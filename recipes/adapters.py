@@ -122,7 +122,7 @@ def ptq_config(recipe: Recipe, fmt: str) -> Any:
         gate=gate_config(recipe),
         onnx=StaticInt8Config(method=q.method, activation_type=q.activation_type,
                               weight_granularity=q.weight_granularity, calib_count=q.calib_count),
-        tflite=TfliteInt8Config(io_type=q.tflite_io_type),
+        tflite=TfliteInt8Config(io_type=q.tflite_io_type, weight_granularity=q.weight_granularity),
         fallback=q.fallback,
         max_float_nodes=q.max_float_nodes,
         threads=recipe.gate.threads,

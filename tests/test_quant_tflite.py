@@ -19,7 +19,8 @@ pytest.importorskip("tensorflow")
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tflite_models")
-    return {"plain": export_tiny(root / "plain.onnx"), "outlier": export_tiny(root / "outlier.onnx", 1000.0)}
+    return {"plain": export_tiny(root / "plain.onnx"), "outlier": export_tiny(root / "outlier.onnx", 1000.0),
+            "weight_outlier": export_tiny(root / "weight_outlier.onnx", weight_outlier=1000.0)}
 
 
 def _config(**kw) -> PtqConfig:
@@ -55,3 +56,19 @@ def test_tflite_fallback_denylists_outlier_ops(models, tmp_path) -> None:
     assert result.exit_code == 0, result.gate.verdict_line()
     assert 0 < len(result.gate.float_nodes) <= 16
     assert result.report.regression <= 0.02
+
+
+def test_tflite_auto_granularity_is_smaller_and_widens_on_reject(models, tmp_path) -> None:
+    """``auto``: one scale per tensor first; a gate reject re-converts per-channel before floating ops."""
+    def ptq(name: str, granularity: str):
+        config = _config(tflite=TfliteInt8Config(weight_granularity=granularity), latency=False)
+        return run_ptq(models[name], tmp_path / granularity / f"{name}.int8.tflite", config, log=lambda _: None)
+
+    auto, per_channel = ptq("plain", "auto"), ptq("plain", "per-channel")
+    assert auto.gate.passed and per_channel.gate.passed
+    assert auto.report.bytes_int8 < per_channel.report.bytes_int8
+    assert auto.report.settings["weight_granularity"] == "auto"
+    widened = ptq("weight_outlier", "auto")
+    assert widened.exit_code == 0, widened.gate.verdict_line()
+    assert [a["verdict"] for a in widened.report.attempts] == ["reject", "pass"]
+    assert widened.gate.float_nodes == () and widened.report.settings["weight_granularity"] == "per-channel"
