@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": source, "calib": args.calib, "calib_count": args.calib_count, "eval": args.eval,
         "threads": args.threads, "cpu": cpu, "onnxruntime": ort.__version__, "python": platform.python_version(),
         "metric": "nme_io percent (inter-ocular, outer eye corners)", "results": rows,
+        "command": " ".join(["python benchmarks/quant_int8.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     results = Path(args.results)
     write_json(results.with_suffix(".json"), summary)
@@ -128,7 +129,8 @@ def _markdown(s: dict) -> str:
         "",
         f"model: {s['model']}  ",
         f"calibration: `{s['calib']}` ({s['calib_count']} images); eval: `{s['eval']}`  ",
-        f"CPU: {s['cpu']}, {s['threads']} threads, batch 1, median; onnxruntime {s['onnxruntime']}",
+        f"CPU: {s['cpu']}, {s['threads']} threads, batch 1, median; onnxruntime {s['onnxruntime']}  ",
+        f"command: `{s['command']}`" if s.get("command") else "",
         "",
         "| variant | size FP32 | size INT8 | INT8/FP32 size | nme FP32 | nme INT8 | regression | max | "
         "lat FP32 ms | lat INT8 ms | INT8/FP32 lat | float nodes | verdict |",
@@ -141,7 +143,10 @@ def _markdown(s: dict) -> str:
             f"{100 * r['max_regression']:.0f}% | {r['latency_fp32_ms']:.3f} | {r['latency_int8_ms']:.3f} | "
             f"x{r['latency_ratio']:.2f} | {len(r['float_nodes'])} | {r['verdict']} |"
         )
-    lines += ["", "FP32 reference per row: ONNX rows vs FP32 ONNX (onnxruntime), TFLite row vs FP32 TFLite (LiteRT)."]
+    lines += ["", "FP32 reference per row: ONNX rows vs FP32 ONNX (onnxruntime), TFLite rows vs FP32 TFLite (LiteRT).",
+              "S8S8 (int8 activations) is slower than FP32 here: onnxruntime's CPU provider leaves the depthwise "
+              "convs and residual adds as DequantizeLinear -> float op -> QuantizeLinear and adds layout "
+              "Transposes, while U8S8 fuses every conv and add into QLinearConv/QLinearAdd (`quant/ort_int8.py`).", ""]
     for r in s["results"]:
         if r.get("per_channel_weights") is not None:
             chosen = r["per_channel_weights"]
