@@ -185,6 +185,7 @@ def headline_rows(sources: Sources, manifest: dict[str, Any] | None, manifest_pa
     evals = evaluate_models(checkpoints, data, res / "ced_300w.json", log)
     feet = {k: footprint(p) for k, p in checkpoints.items() if p.suffix == ".pt"}
     latency = _suite_latency(suite)
+    torch_row = _torch_latency_row(suite, feet)
 
     rows = []
     students = (("teacher", "Teacher (FAN)", "teacher"), ("student_kd", "Student pfld025 + KD", "student_kd"),
@@ -195,15 +196,17 @@ def headline_rows(sources: Sources, manifest: dict[str, Any] | None, manifest_pa
             rows.append(_pending(label, "benchmarks/results/distill_300w.json"))
             continue
         rows.append(_merge(_row(label, "distill_300w.json", nme_io=m.get("nme_io"), fr_010=m.get("fr_010"),
-                                auc_008=m.get("auc_008"), params=m.get("params")),
+                                auc_008=m.get("auc_008"),
+                                params=(feet.get(key) or {}).get("params", m.get("params"))),
                            feet.get(key), evals.get(key),
-                           latency.get("torch") if key == "student_kd" else None))
+                           latency.get("torch") if key == torch_row else None))
     if pruned is None:
         rows.append(_pending("Pruned (30 %, KD recovery)", caveats.get("prune", "benchmarks/results/prune_300w.json")))
     else:
         rows.append(_merge(_row(f"Pruned ({pruned['arm']}: -{100 * pruned.get('param_reduction', 0):.0f} % params)",
                                 "prune_300w.json", nme_io=pruned.get("nme_torch"), params=pruned.get("params"),
-                                macs=pruned.get("macs")), feet.get("pruned"), evals.get("pruned")))
+                                macs=pruned.get("macs")), feet.get("pruned"), evals.get("pruned"),
+                           latency.get("torch") if torch_row == "pruned" else None))
     rows.append(_int8_row("onnx", manifest, manifest_path, unpruned, quant, evals.get("int8_onnx"), latency,
                           feet.get("student_kd")))
     rows.append(_int8_row("tflite", manifest, manifest_path, None, quant, None, latency, feet.get("student_kd")))
@@ -261,6 +264,15 @@ def _int8_row(fmt: str, manifest: dict[str, Any] | None, manifest_path: Path | N
             return _row(label, "quant_int8.json", nme_io=r["nme_int8"], bytes=r["bytes_int8"], macs=macs,
                         latency=suite_lat, verdict=r["verdict"])
     return _pending(label, "a recipe manifest, prune_300w.json, or quant_int8.json re-run on the trained student")
+
+
+def _torch_latency_row(suite: dict[str, Any] | None, feet: dict[str, dict[str, Any]]) -> str | None:
+    """Which row the suite's torch timing belongs to: the checkpoint with the same parameter count."""
+    torch_file = ((suite or {}).get("sizes", {}).get("torch") or {}).get("file")
+    if not torch_file or not (ROOT / torch_file).is_file():
+        return None
+    params = footprint(ROOT / torch_file)["params"]
+    return next((key for key in ("pruned", "student_kd") if (feet.get(key) or {}).get("params") == params), None)
 
 
 def _suite_latency(suite: dict[str, Any] | None) -> dict[str, dict[str, float]]:
@@ -324,7 +336,7 @@ def render(rows: list[dict[str, Any]], manifest: dict[str, Any] | None, manifest
         "Size: the checkpoint file for torch rows (training-only PFLD pose branch included), the artifact file "
         "for INT8 rows. Params and MACs: the inference path (`distill.prune.measure`; INT8 rows keep their FP32 "
         "model's MACs, as integer MACs). Latency: batch 1, model only, median, from `benchmarks/results/suite.json` "
-        "(`python benchmarks/run_all.py`; the student's torch row and the INT8 rows), on this shared 2-core CPU.",
+        "(`python benchmarks/run_all.py`; the torch checkpoint it timed and the INT8 rows), on this shared 2-core CPU.",
         "",
     ]
     if figure:

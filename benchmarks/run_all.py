@@ -200,7 +200,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"alternating in {r['rounds']} rounds)",
         "",
         "Ratios: latency / ONNX FP32 latency at the same thread count (below 1 = faster). On this shared 2-core "
-        "machine compare within a row; absolute numbers drift with the other jobs' load.",
+        "machine compare within a row; absolute numbers drift with the other jobs' load. With 2 threads the "
+        "runtimes use both cores, so anything else on the machine, and the idle-spinning worker threads each "
+        "runtime leaves behind between the alternating chunks, lands inside the timing: 2-thread ratios moved by "
+        "up to +-40 % between repeated runs here (e.g. ONNX INT8 x0.77 alone, x1.07 in this suite); quote the "
+        "1-thread ratios.",
         "",
         "| artifact | size | " + " | ".join(f"{t} thr ms | {t} thr ratio" for t in lat) + " |",
         "|---|---:|" + "---:|---:|" * len(lat),
