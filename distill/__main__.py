@@ -7,7 +7,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
+from distill.config import (
+    PRECISIONS,
+    STUDENT_LOSSES,
+    DataConfig,
+    DistillConfig,
+    KDConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainConfig,
+)
 from landmarks.cli import add_version_flag
 from landmarks.errors import ConfigError, cli_errors
 
@@ -42,11 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="training faces: a dataset path (comma-separated for several), or 'synthetic' / 'synthetic:N'",
     )
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=_DATA.val_split,
+        help="without --val-data: carve this fraction of the training folders' source photos as validation",
+    )
+    p.add_argument(
+        "--unlabeled",
+        default=None,
+        metavar="PATH",
+        help="folders of photos or face crops without labels (comma-separated); the teacher labels every view",
+    )
+    p.add_argument(
+        "--unlabeled-ratio", type=float, default=_DATA.unlabeled_ratio, help="share of unlabeled faces per epoch"
+    )
     p.add_argument("--teacher-checkpoint", default=None, help="load this FAN checkpoint instead of training one")
     p.add_argument("--epochs", type=int, default=_STUDENT.epochs, help="student epochs")
     p.add_argument("--teacher-epochs", type=int, default=_TEACHER.epochs, help="teacher epochs")
     p.add_argument("--batch-size", type=int, default=_STUDENT.batch_size, help="student batch size")
     p.add_argument("--lr", type=float, default=_STUDENT.lr, help="student learning rate")
+    p.add_argument("--teacher-lr", type=float, default=_TEACHER.lr, help="teacher learning rate")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=_STUDENT.ema_decay,
+        help="average the weights of both models with this decay (0 = off); the average is validated and saved",
+    )
+    p.add_argument("--student-loss", default=_DEFAULTS.student.loss, choices=STUDENT_LOSSES,
+                   help="ground-truth point loss of the student")
+    p.add_argument("--precision", default=_STUDENT.precision, choices=PRECISIONS,
+                   help="autocast precision (auto = bf16 where the CPU supports it)")
+    p.add_argument("--no-cache", action="store_true", help="decode images on every access instead of caching them")
     p.add_argument("--teacher-width", type=int, default=64, help="teacher channels (256 = original FAN)")
     p.add_argument("--teacher-input-size", type=int, default=128, help="teacher input side, pixels")
     p.add_argument("--no-kd", action="store_true", help="train the same student without a teacher")
@@ -74,16 +110,18 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
         raise ConfigError(f"unknown --teacher {args.teacher!r}; valid: fan, {', '.join(list_models('fan*'))}")
     if not args.student.startswith("pfld") or not is_model(args.student):
         raise ConfigError(f"unknown --student {args.student!r}; valid: {', '.join(list_models('pfld*'))}")
-    student_train = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-    )
-    teacher_train = TrainConfig(epochs=args.teacher_epochs, batch_size=_TEACHER.batch_size, lr=_TEACHER.lr)
+    speed = {"ema_decay": args.ema_decay, "precision": args.precision}
+    student_train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **speed)
+    teacher_train = TrainConfig(epochs=args.teacher_epochs, batch_size=_TEACHER.batch_size, lr=args.teacher_lr,
+                                **speed)
     return DistillConfig(
         data=DataConfig(
             train=args.data,
             val=args.val_data,
+            val_split=args.val_split,
+            unlabeled=args.unlabeled,
+            unlabeled_ratio=args.unlabeled_ratio,
+            cache_images=not args.no_cache,
             synthetic_train=args.synthetic_train,
             synthetic_val=args.synthetic_val,
             num_workers=args.workers,
@@ -95,7 +133,7 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
             checkpoint=args.teacher_checkpoint,
             train=teacher_train,
         ),
-        student=StudentConfig(arch=args.student, train=student_train),
+        student=StudentConfig(arch=args.student, loss=args.student_loss, train=student_train),
         kd=KDConfig(enabled=not args.no_kd, output_weight=args.kd_output_weight, feature_weight=args.kd_feature_weight),
         out=args.out,
         device=args.device,

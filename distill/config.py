@@ -10,6 +10,8 @@ from landmarks.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 HEATMAP_LOSSES = ("awing", "mse")
+STUDENT_LOSSES = ("pfld", "wing")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _positive(name: str, value: float) -> None:
@@ -31,6 +33,13 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
+    # Exponential moving average of the weights (0 = off): validated, saved and exported in place
+    # of the raw weights. 0.999 averages over the last ~1000 steps.
+    ema_decay: float = 0.0
+    # Autocast precision of the forward pass: bf16 halves the step time on CPUs with AVX512-BF16
+    # (auto picks it there) while weights, optimizer and losses stay fp32.
+    precision: str = "auto"
+    channels_last: bool = True  # NHWC activations: oneDNN's fast convolution layout
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs)
@@ -38,6 +47,10 @@ class TrainConfig:
         _positive("lr", self.lr)
         _non_negative("weight_decay", self.weight_decay)
         _non_negative("warmup_epochs", self.warmup_epochs)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -81,33 +94,52 @@ class KDConfig:
 
 @dataclass(frozen=True)
 class StudentConfig:
+    """The PFLD student; ``loss`` is its ground-truth landmark loss (PFLD's pose-weighted L2, or
+    the same weighting over Wing loss, which keeps a strong gradient on small errors)."""
+
     arch: str = "pfld025"
     input_size: int = 112
+    loss: str = "pfld"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4, batch_size=32, lr=2e-3))
 
     def __post_init__(self) -> None:
         if not self.arch.startswith("pfld"):
             raise ConfigError(f"student must be a PFLD model (pfld025, pfld100), got {self.arch!r}")
         _positive("student input_size", self.input_size)
+        if self.loss not in STUDENT_LOSSES:
+            raise ConfigError(f"student loss must be one of {STUDENT_LOSSES}, got {self.loss!r}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where faces come from. ``synthetic`` sizes apply when a spec is ``synthetic``."""
+    """Where faces come from. ``synthetic`` sizes apply when a spec is ``synthetic``.
+
+    ``val_split`` carves validation from the training folders by source photo
+    (:mod:`landmarks.data.split`) when ``val`` is not given. ``unlabeled``: folders of faces
+    without labels, labelled by the teacher on every view; ``unlabeled_ratio`` of each epoch's
+    samples come from them.
+    """
 
     train: str = "synthetic"
     val: str | None = None
+    val_split: float = 0.0
     unlabeled: str | None = None
+    unlabeled_ratio: float = 0.5
     crop_scale: float = 1.25
     synthetic_train: int = 1500
     synthetic_val: int = 200
     num_workers: int = 1
+    cache_images: bool = True
 
     def __post_init__(self) -> None:
         _positive("crop_scale", self.crop_scale)
         _positive("synthetic_train", self.synthetic_train)
         _positive("synthetic_val", self.synthetic_val)
         _non_negative("num_workers", self.num_workers)
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
+        if not 0.0 < self.unlabeled_ratio < 1.0:
+            raise ConfigError(f"unlabeled_ratio must be in (0, 1), got {self.unlabeled_ratio}")
 
 
 @dataclass(frozen=True)

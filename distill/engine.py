@@ -43,8 +43,52 @@ class TrainingTask(Protocol):
     def loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Loss terms for a batch; the ``total`` entry is back-propagated."""
 
-    def validate(self) -> dict[str, float]:
-        """Validation metrics (``nme_io`` in percent at least), computed on rank 0."""
+    def validate(self, modules: nn.ModuleDict) -> dict[str, float]:
+        """Validation metrics (``nme_io`` in percent at least) of ``modules`` (the trained ones
+        or their weight average), computed on rank 0."""
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.precision`` on ``device`` (None = plain fp32)."""
+    if name == "fp32":
+        return None
+    supported = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if name == "bf16" and not supported:
+        raise ConfigError("precision bf16 asked for, but this CPU has no bf16 support (use fp32 or auto)")
+    return torch.bfloat16 if supported else None
+
+
+class WeightAverage:
+    """Exponential moving average of a module's weights and buffers (timm's ModelEmaV2 idea).
+
+    The decay ramps up as ``(1 + n) / (10 + n)`` over the first updates so the average is not
+    dominated by the random initialization; integer buffers are copied.
+    """
+
+    def __init__(self, modules: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(modules).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, modules: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged, current = self.module.state_dict(), modules.state_dict()
+        floats = [k for k, v in averaged.items() if v.dtype.is_floating_point]
+        torch._foreach_lerp_([averaged[k] for k in floats], [current[k] for k in floats], 1.0 - decay)
+        for key, value in averaged.items():
+            if not value.dtype.is_floating_point:
+                value.copy_(current[key])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
 
 
 @dataclass(frozen=True)
@@ -81,6 +125,12 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
 def init_distributed(env: DistEnv, device: torch.device) -> None:
     if env.world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -193,6 +243,9 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         self.state_path = self.run_dir / f"{name}.state.pt"
         self.log_path = self.run_dir / f"{name}_log.csv"
+        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+        if cfg.channels_last:
+            task.modules.to(memory_format=torch.channels_last)
         params = [p for p in task.modules.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sampler = DistributedSampler(
@@ -209,6 +262,12 @@ class Trainer:
         self.train_modules: nn.Module = _LossModule(task)
         if self.env.world_size > 1:
             self.train_modules = nn.parallel.DistributedDataParallel(self.train_modules)
+        self.average = WeightAverage(task.modules, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    @property
+    def final_modules(self) -> nn.ModuleDict:
+        """What training produced: the weight average when there is one, else the weights."""
+        return self.average.module if self.average is not None else self.task.modules
 
     # -- state ---------------------------------------------------------------------------
     def _save_state(self, epoch: int, step_in_epoch: int, history: list[EpochRecord]) -> None:
@@ -221,6 +280,7 @@ class Trainer:
             "step_in_epoch": step_in_epoch,
             "history": [vars(r) for r in history],
             "torch_rng": torch.get_rng_state(),
+            "average": self.average.state_dict() if self.average is not None else None,
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -231,6 +291,10 @@ class Trainer:
             payload = torch.load(self.state_path, map_location=self.device, weights_only=True)
             self.task.modules.load_state_dict(payload["modules"])
             self.optimizer.load_state_dict(payload["optimizer"])
+            if self.average is not None:
+                if payload.get("average") is None:
+                    raise ValueError("it was saved without a weight average; resume with the same ema_decay")
+                self.average.load_state_dict(payload["average"])
         except Exception as err:  # corrupt or foreign file: one clear line for the user
             raise ModelError(f"{self.state_path}: cannot resume from this state file ({err})") from None
         torch.set_rng_state(payload["torch_rng"].cpu())
@@ -267,6 +331,8 @@ class Trainer:
                 history.append(record)
                 self._save_state(epoch + 1, 0, history)
                 self._write_log(history)
+                if self.env.is_main:
+                    self._print_epoch(record, time.perf_counter() - started, epoch + 1 - start_epoch)
                 if self.on_epoch_end is not None and self.env.is_main:
                     self.on_epoch_end(record)
             if stop.raised:  # a signal during the last validation: the state is saved, stop here
@@ -300,10 +366,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            losses = self.train_modules(batch)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                losses = self.train_modules(batch)
             self.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.task.modules)
             n = len(batch["image"])
             seen += n
             for k, v in losses.items():
@@ -315,7 +385,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         self._sync_buffers()
         self.train_modules.eval()
-        val = self.task.validate() if self.env.is_main else {}
+        val = self.task.validate(self.final_modules) if self.env.is_main else {}
         return EpochRecord(
             epoch=epoch + 1,
             lr=lr,
@@ -324,6 +394,20 @@ class Trainer:
             losses={k: v / max(seen, 1) for k, v in totals.items()},
             val=val,
         )
+
+    def _print_epoch(self, record: EpochRecord, elapsed: float, epochs_done: int) -> None:
+        """One line per epoch, so a log file or CI shows the run advancing without a terminal."""
+        left = (self.cfg.epochs - record.epoch) * elapsed / max(epochs_done, 1)
+        val = record.val.get("nme_io")
+        parts = [
+            f"[{self.name}] epoch {record.epoch}/{self.cfg.epochs}",
+            f"loss {record.losses.get('total', float('nan')):.4f}",
+            f"val nme_io {val:.2f}%" if val is not None else "",
+            f"{record.images_per_s:.0f} img/s",
+            f"{record.seconds:.0f}s",
+            f"ETA {_duration(left)}",
+        ]
+        print("  ".join(p for p in parts if p), flush=True)
 
     def _sync_buffers(self) -> None:
         """Batch-norm running statistics are updated per rank; take rank 0's everywhere so

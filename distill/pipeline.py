@@ -26,6 +26,7 @@ from distill.engine import DistEnv, Trainer, init_distributed, resolve_device
 from distill.tasks import StudentTask, TeacherTask
 from landmarks.atomic import write_json
 from landmarks.data import AugmentConfig, open_dataset
+from landmarks.data.split import Holdout
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models import Checkpoint, create_model, load_checkpoint, save_checkpoint
@@ -48,11 +49,13 @@ def _metadata(arch: str, input_size: int, crop_scale: float, num_points: int) ->
     return ArtifactMetadata(num_points=num_points, input_size=input_size, crop_scale=crop_scale, source=arch)
 
 
-class _Validator:
+class Validator:
     """Validation NME of a model on the held-out set, through the torch predictor."""
 
-    def __init__(self, spec: str, crop_scale: float, seed: int, count: int, limit: int | None = None) -> None:
+    def __init__(self, spec: str, crop_scale: float, seed: int, count: int, limit: int | None = None,
+                 holdout: Holdout | None = None) -> None:
         self.spec, self.crop_scale, self.seed, self.count, self.limit = spec, crop_scale, seed, count, limit
+        self.holdout = holdout
         self._datasets: dict[int, Any] = {}
 
     def dataset(self, input_size: int) -> Any:
@@ -63,8 +66,12 @@ class _Validator:
                 crop_scale=self.crop_scale,
                 seed=self.seed,
                 synthetic_count=self.count,
+                holdout=self.holdout,
             )
         return self._datasets[input_size]
+
+    def describe(self) -> str:
+        return f"{self.spec} ({self.holdout.describe()})" if self.holdout else self.spec
 
     def __call__(self, model: nn.Module, metadata: ArtifactMetadata) -> dict[str, float]:
         from landmarks.evaluate import evaluate
@@ -81,44 +88,80 @@ class _Validator:
         return {"nme_io": m.nme_io, "fr_010": m.fr_010, "auc_008": m.auc_008}
 
 
-def _val_spec(cfg: DistillConfig) -> tuple[str, int]:
-    """Validation data and its synthetic seed; synthetic validation faces never overlap
-    training faces (seeds far apart)."""
+def _val_spec(cfg: DistillConfig) -> tuple[str, int, Holdout | None]:
+    """Validation data, its synthetic seed, and the side of a split of the training folders.
+
+    Synthetic validation faces never overlap training faces (seeds far apart); with
+    ``val_split`` the training folders are split by source photo (:mod:`landmarks.data.split`).
+    """
     if cfg.data.val:
-        return cfg.data.val, cfg.seed + 10_000_000
+        return cfg.data.val, cfg.seed + 10_000_000, None
+    if cfg.data.val_split > 0:
+        return cfg.data.train, cfg.seed, Holdout(cfg.data.val_split, "val", cfg.seed)
     if cfg.data.train.split(":")[0] == "synthetic":
-        return f"synthetic:{cfg.data.synthetic_val}", cfg.seed + 10_000_000
-    raise ConfigError("training on a folder needs validation data too: pass --val-data PATH")
+        return f"synthetic:{cfg.data.synthetic_val}", cfg.seed + 10_000_000, None
+    raise ConfigError("training on a folder needs validation data too: pass --val-data PATH or --val-split 0.1")
+
+
+def _train_holdout(cfg: DistillConfig) -> Holdout | None:
+    return Holdout(cfg.data.val_split, "train", cfg.seed) if not cfg.data.val and cfg.data.val_split > 0 else None
+
+
+def check_run_folder(cfg: DistillConfig, resume: bool) -> Path:
+    """Refuse a bad ``--out`` or ``--resume`` before anything is created or trained."""
+    from landmarks.cli import check_output_dir
+
+    run_dir = check_output_dir(cfg.out)
+    if resume and not (run_dir.is_dir() and any(run_dir.glob("*.state.pt"))):
+        raise ConfigError(f"--resume: nothing to resume in {run_dir} (no *.state.pt files)")
+    return run_dir
+
+
+def _train_dataset(cfg: DistillConfig, input_size: int, teacher_size: int | None) -> Any:
+    return open_dataset(
+        cfg.data.train,
+        input_size=input_size,
+        crop_scale=cfg.data.crop_scale,
+        augment=AugmentConfig(),
+        seed=cfg.seed,
+        synthetic_count=cfg.data.synthetic_train,
+        teacher_size=teacher_size,
+        cache_images=cfg.data.cache_images,
+        holdout=_train_holdout(cfg),
+    )
+
+
+def _with_unlabeled(cfg: DistillConfig, labeled: Any, teacher_size: int | None, log: Any = print) -> Any:
+    """Mix the ``--unlabeled`` faces into the student's training set (teacher-labelled)."""
+    from landmarks.data.unlabeled import MixedFaceDataset, UnlabeledFaceDataset, load_unlabeled
+
+    scans = load_unlabeled(cfg.data.unlabeled)
+    for scan in scans:
+        log(f"[distill] {scan.summary()}")
+        for bad in scan.skipped[:5]:
+            log(f"[distill]   skipped {bad}")
+    records = [r for scan in scans for r in scan.records]
+    unlabeled = UnlabeledFaceDataset(records, labeled.num_points, input_size=cfg.student.input_size,
+                                     crop_scale=cfg.data.crop_scale, augment=AugmentConfig(), seed=cfg.seed,
+                                     teacher_size=teacher_size, cache_images=cfg.data.cache_images)
+    return MixedFaceDataset(labeled, unlabeled, cfg.data.unlabeled_ratio, seed=cfg.seed)
 
 
 def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = False) -> DistillResult:
     """The whole teacher -> student run of ``python -m distill``; see the module docstring."""
     env = DistEnv.from_environ()
     device = resolve_device(cfg.device, env)
-    init_distributed(env, device)
-    run_dir = Path(cfg.out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume and not any(run_dir.glob("*.state.pt")):
-        raise ConfigError(f"--resume: nothing to resume in {run_dir} (no *.state.pt files)")
-    torch.manual_seed(cfg.seed)
-
+    run_dir = check_run_folder(cfg, resume)
     use_teacher = cfg.kd.enabled and not no_kd
-    # One crop size whether or not a teacher is used, so KD and no-KD students see the same views.
+    if cfg.data.unlabeled and not use_teacher:
+        raise ConfigError("--unlabeled faces are labelled by the teacher: it needs knowledge distillation (no --no-kd)")
     teacher_size = _teacher_input_size(cfg)
-    crop_size = max(cfg.student.input_size, teacher_size)
-    train_ds = open_dataset(
-        cfg.data.train,
-        input_size=crop_size,
-        crop_scale=cfg.data.crop_scale,
-        augment=AugmentConfig(),
-        seed=cfg.seed,
-        synthetic_count=cfg.data.synthetic_train,
-    )
-    num_points = train_ds.num_points
-    val_spec, val_seed = _val_spec(cfg)
-    validator = _Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val)
+    val_spec, val_seed, val_holdout = _val_spec(cfg)
+    validator = Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val, holdout=val_holdout)
+    validator.dataset(cfg.student.input_size)  # a bad validation folder fails before any training
+    init_distributed(env, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
     common = {
         "seed": cfg.seed,
         "device": device,
@@ -129,8 +172,15 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
 
     teacher, teacher_path, teacher_source = None, None, "none"
     if use_teacher:
-        teacher, teacher_path, teacher_source = _get_teacher(cfg, train_ds, validator, num_points, resume, common)
+        teacher, teacher_path, teacher_source = _get_teacher(cfg, validator, resume, common)
 
+    # The student's views, cut at its own input size; the teacher's view of each comes with it.
+    train_ds = _train_dataset(cfg, cfg.student.input_size, teacher_size if teacher is not None else None)
+    num_points = train_ds.num_points
+    if teacher is not None:
+        _check_teacher_points(teacher_path, num_points)
+    if cfg.data.unlabeled:
+        train_ds = _with_unlabeled(cfg, train_ds, teacher_size)
     student_meta = _metadata(cfg.student.arch, cfg.student.input_size, cfg.data.crop_scale, num_points)
     student = create_model(cfg.student.arch, num_points=num_points, input_size=cfg.student.input_size).to(device)
     task = StudentTask(
@@ -141,10 +191,12 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
         lambda m: validator(m, student_meta),
         teacher=teacher,
         teacher_size=teacher_size if teacher is not None else None,
+        loss=cfg.student.loss,
     )
     task.modules.to(device)
     trainer = Trainer("student", task, train_ds, cfg.student.train, run_dir, **common)
     student_result = trainer.fit(resume=resume and trainer.has_state())
+    student = trainer.final_modules["student"]
     student_path = run_dir / "student.pt"
     metrics: dict[str, Any] = {}
     if env.is_main:
@@ -153,16 +205,24 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
             Checkpoint(
                 arch=cfg.student.arch,
                 arch_config=student.arch_config,
-                state_dict=student.state_dict(),
+                state_dict=_contiguous(student.state_dict()),
                 metadata=student_meta,
-                extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict()},
+                extra={"kd": use_teacher, "teacher": teacher_source, "config": cfg.to_dict(),
+                       "weights": "ema" if cfg.student.train.ema_decay > 0 else "last"},
             ),
         )
         metrics = _final_metrics(cfg, validator, student, student_meta, teacher, student_result, teacher_path)
         write_json(run_dir / "metrics.json", metrics)
+        for warning in metrics.get("warnings", []):
+            print(f"[distill] WARNING: {warning}", flush=True)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return DistillResult(run_dir, teacher_path, student_path, teacher_source, metrics)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Plain NCHW tensors in checkpoints, whatever memory format training used."""
+    return {k: v.contiguous() for k, v in state.items()}
 
 
 def _no_kd(cfg: DistillConfig) -> Any:
@@ -180,52 +240,64 @@ def _teacher_input_size(cfg: DistillConfig) -> int:
 
 def _get_teacher(
     cfg: DistillConfig,
-    train_ds: Any,
-    validator: _Validator,
-    num_points: int,
+    validator: Validator,
     resume: bool,
     common: dict[str, Any],
 ) -> tuple[nn.Module, Path, str]:
     device = common["device"]
     if cfg.teacher.checkpoint:
         ckpt = load_checkpoint(cfg.teacher.checkpoint)
-        _check_teacher(ckpt, num_points, cfg.teacher.checkpoint)
-        return ckpt.build().to(device), Path(cfg.teacher.checkpoint), "checkpoint"
+        _check_teacher(ckpt, None, cfg.teacher.checkpoint)
+        return ckpt.build().to(device).eval(), Path(cfg.teacher.checkpoint), "checkpoint"
 
     run_dir = Path(cfg.out)
     teacher_path = run_dir / "teacher.pt"
-    key = _config_hash({"teacher": asdict(cfg.teacher), "data": asdict(cfg.data), "seed": cfg.seed})
+    key = _config_hash({"teacher": asdict(cfg.teacher), "data": _teacher_data_key(cfg), "seed": cfg.seed})
     if teacher_path.is_file():
         ckpt = load_checkpoint(teacher_path)
         if ckpt.extra.get("config_hash") == key:
-            _check_teacher(ckpt, num_points, teacher_path)
-            return ckpt.build().to(device), teacher_path, "cached"
+            _check_teacher(ckpt, None, teacher_path)
+            return ckpt.build().to(device).eval(), teacher_path, "cached"
 
+    train_ds = _train_dataset(cfg, cfg.teacher.input_size, None)
+    num_points = train_ds.num_points
     meta = _metadata(cfg.teacher.arch, cfg.teacher.input_size, cfg.data.crop_scale, num_points)
     arch_config = {"width": cfg.teacher.width, "num_points": num_points, "input_size": cfg.teacher.input_size}
     teacher = create_model(cfg.teacher.arch, **arch_config).to(device)
     task = TeacherTask(teacher, cfg.teacher, meta, lambda m: validator(m, meta))
     trainer = Trainer("teacher", task, train_ds, cfg.teacher.train, run_dir, **common)
     result = trainer.fit(resume=resume and trainer.has_state())
+    teacher = trainer.final_modules["teacher"]
     if common["env"].is_main:
         save_checkpoint(
             teacher_path,
             Checkpoint(
                 arch=cfg.teacher.arch,
                 arch_config=arch_config,
-                state_dict=teacher.state_dict(),
+                state_dict=_contiguous(teacher.state_dict()),
                 metadata=meta,
-                extra={"config_hash": key, "train_seconds": result.seconds, "config": cfg.to_dict()},
+                extra={"config_hash": key, "train_seconds": result.seconds, "config": cfg.to_dict(),
+                       "weights": "ema" if cfg.teacher.train.ema_decay > 0 else "last"},
             ),
         )
-    teacher.eval()
-    return teacher, teacher_path, "trained"
+    return teacher.eval(), teacher_path, "trained"
 
 
-def _check_teacher(ckpt: Checkpoint, num_points: int, where: Any) -> None:
+def _teacher_data_key(cfg: DistillConfig) -> dict[str, Any]:
+    """What of the data config decides the teacher (not the student's unlabeled faces)."""
+    return {k: v for k, v in asdict(cfg.data).items() if k not in ("unlabeled", "unlabeled_ratio", "num_workers",
+                                                                   "cache_images")}
+
+
+def _check_teacher_points(teacher_path: Path | None, num_points: int) -> None:
+    if teacher_path is not None:
+        _check_teacher(load_checkpoint(teacher_path), num_points, teacher_path)
+
+
+def _check_teacher(ckpt: Checkpoint, num_points: int | None, where: Any) -> None:
     if not ckpt.arch.startswith("fan"):
         raise ModelError(f"{where}: teacher checkpoint is a {ckpt.arch!r}, not a FAN model")
-    if ckpt.metadata.num_points != num_points:
+    if num_points is not None and ckpt.metadata.num_points != num_points:
         raise ModelError(f"{where}: teacher predicts {ckpt.metadata.num_points} points but the data has {num_points}")
 
 
@@ -235,7 +307,7 @@ def _model_mb(model: nn.Module) -> float:
 
 def _final_metrics(
     cfg: DistillConfig,
-    validator: _Validator,
+    validator: Validator,
     student: nn.Module,
     student_meta: ArtifactMetadata,
     teacher: nn.Module | None,
@@ -243,7 +315,7 @@ def _final_metrics(
     teacher_path: Path | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "val_data": validator.spec,
+        "val_data": validator.describe(),
         "student": {
             "arch": cfg.student.arch,
             "kd": teacher is not None,
@@ -264,4 +336,13 @@ def _final_metrics(
             "fp32_mb": round(_model_mb(teacher), 3),
             **validator(teacher, meta),
         }
+        out["warnings"] = teacher_warnings(out["teacher"]["nme_io"], out["student"]["nme_io"])
     return out
+
+
+def teacher_warnings(teacher_nme: float, student_nme: float) -> list[str]:
+    """A teacher no better than its student on validation cannot help it: say so loudly."""
+    if teacher_nme < student_nme:
+        return []
+    return [f"the teacher (val nme_io {teacher_nme:.2f}%) is not better than the student ({student_nme:.2f}%): "
+            "knowledge distillation cannot help; train the teacher longer or load a stronger one"]

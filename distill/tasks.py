@@ -1,9 +1,13 @@
 """The two training tasks: the FAN teacher on heatmaps, the PFLD student with distillation.
 
-Both read the same augmented views: the dataset crops each face once at the larger of the two
-input sizes, and :func:`model_input` resizes the batch for each network, so the teacher's soft
-targets are landmarks of exactly the view the student sees (normalized coordinates do not
-change under a resize of the whole crop).
+Both networks see the same augmented view of a face: the dataset cuts it at the student's
+input size (``image``, with photometric changes) and, with the same geometry, at the teacher's
+(``teacher_image``, clean), so the teacher's soft targets are landmarks of exactly the view the
+student sees, and each crop is made the way evaluation makes it (one warp from the photo, no
+resize afterwards). Unlabeled faces (``labeled`` False) carry no ground-truth loss.
+
+Mixed precision: the engine runs :meth:`loss` under bf16 autocast where the CPU supports it;
+coordinates (the student's head, the teacher's heatmap decoding) and every loss stay fp32.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from torch import Tensor, nn
 from distill.config import KDConfig, TeacherConfig
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.heatmap import decode_heatmaps, render_gaussian_heatmaps
-from landmarks.models.losses import adaptive_wing_loss, heatmap_mse, pfld_loss
+from landmarks.models.losses import adaptive_wing_loss, heatmap_mse, pfld_loss, wing_error
 from landmarks.models.pose import estimate_pose
 
 
 def model_input(images: Tensor, size: int, metadata: ArtifactMetadata) -> Tensor:
-    """uint8 ``[B, S, S, 3]`` RGB batch -> normalized float NCHW at ``size`` (torch twin of
-    :func:`landmarks.runtimes.base.preprocess`, which it matches when ``S == size``)."""
+    """uint8 ``[B, S, S, 3]`` RGB batch -> normalized float NCHW at ``size``: the torch twin of
+    :func:`landmarks.runtimes.base.preprocess`, which it matches
+    when ``S == size`` (the training views are cut at each model's size; a resize only happens
+    for a dataset without a teacher view)."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     if metadata.color == "BGR":
         x = x.flip(1)
@@ -34,11 +40,17 @@ def model_input(images: Tensor, size: int, metadata: ArtifactMetadata) -> Tensor
     return (x - mean) / std
 
 
+def _fp32(device: torch.device) -> torch.autocast:
+    """A region where autocast is off: coordinates and losses in full precision."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def pose_targets(batch: dict[str, Any], input_size: int) -> Tensor:
     """Yaw/pitch/roll (degrees) per face: from the data when known (synthetic faces), else
     estimated from the ground-truth landmarks with a 3D template, as PFLD does."""
     pose = batch["pose"].float()
-    missing = ~torch.isfinite(pose).all(dim=1)
+    labeled = torch.isfinite(batch["points"].reshape(len(pose), -1)).all(dim=1)
+    missing = ~torch.isfinite(pose).all(dim=1) & labeled
     if missing.any():
         points = batch["points"][missing].detach().cpu().numpy() * input_size
         estimated = torch.as_tensor(estimate_pose(points, input_size), dtype=pose.dtype, device=pose.device)
@@ -60,20 +72,23 @@ class TeacherTask:
         x = model_input(batch["image"], self.cfg.input_size, self.metadata)
         stacks = self.modules["teacher"](x)
         size = stacks[-1].shape[-1]
-        target = render_gaussian_heatmaps(batch["points"], size, self.cfg.heatmap_sigma)
-        loss_fn = adaptive_wing_loss if self.cfg.loss == "awing" else heatmap_mse
-        per_stack = [loss_fn(h, target) for h in stacks]
+        with _fp32(x.device):
+            target = render_gaussian_heatmaps(batch["points"], size, self.cfg.heatmap_sigma)
+            loss_fn = adaptive_wing_loss if self.cfg.loss == "awing" else heatmap_mse
+            per_stack = [loss_fn(h.float(), target) for h in stacks]
         return {"total": torch.stack(per_stack).sum(), "last_stack": per_stack[-1].detach()}
 
-    def validate(self) -> dict[str, float]:
-        return self._validate(self.modules["teacher"])
+    def validate(self, modules: nn.ModuleDict) -> dict[str, float]:
+        return self._validate(modules["teacher"])
 
 
 class StudentTask:
     """PFLD loss on the ground truth, plus output KD and FitNet feature KD from the teacher.
 
-    * output KD: L2 between the student's landmarks and the teacher's sub-pixel landmarks on
-      the same augmented view (works on unlabeled images too);
+    * ground truth: PFLD's pose-weighted loss (L2, or Wing with ``loss="wing"``), on labeled
+      faces only;
+    * output KD: the same point loss between the student's landmarks and the teacher's
+      sub-pixel landmarks on the same view, on every face (the only signal of unlabeled ones);
     * feature KD: a 1x1 adapter maps the student's feature map onto the teacher's (pooled to
       the student's grid); both are standardized per channel so the scales match.
     """
@@ -87,8 +102,10 @@ class StudentTask:
         validate_fn: Any,
         teacher: nn.Module | None = None,
         teacher_size: int | None = None,
+        loss: str = "pfld",
     ) -> None:
         self.kd = kd
+        self.point_error = (lambda d: wing_error(d, student_size)) if loss == "wing" else None
         self.metadata = metadata
         self.student_size = student_size
         self.teacher = teacher
@@ -119,29 +136,53 @@ class StudentTask:
     def loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         student = self.modules["student"]
         x = model_input(batch["image"], self.student_size, self.metadata)
-        out = student(x)
-        pose_target = pose_targets(batch, self.student_size)
-        gt = pfld_loss(out.landmarks, batch["points"].float(), out.pose, pose_target)
-        terms = {"gt": gt}
-        total = self.kd.gt_weight * gt
+        mid, features, multi_scale = student.forward_features(x)
+        pose = student.aux(mid)
+        points = batch["points"].float()
+        labeled = _labeled_mask(batch, points)
+        with _fp32(x.device):
+            landmarks = student.forward_head(multi_scale.float())
+            terms: dict[str, Tensor] = {}
+            total = landmarks.new_zeros(())
+            if labeled.any():
+                pose_target = pose_targets({"pose": batch["pose"][labeled], "points": points[labeled]},
+                                           self.student_size)
+                gt = pfld_loss(landmarks[labeled], points[labeled], pose[labeled].float(), pose_target,
+                               point_error=self.point_error)
+                terms["gt"] = gt
+                total = total + self.kd.gt_weight * gt
         if self.uses_teacher:
-            xt = model_input(batch["image"], self.teacher_size, self.metadata)
+            teacher_images = batch.get("teacher_image", batch["image"])
+            xt = model_input(teacher_images, self.teacher_size, self.metadata)
             with torch.no_grad():
                 t_out = self.teacher.forward_with_features(xt)
-                t_features = t_out.features
-                t_points = decode_heatmaps(t_out.heatmaps[-1])
-            kd_out = (out.landmarks - t_points).square().sum(dim=(1, 2)).mean()  # same scale as pfld_loss
+                with _fp32(x.device):
+                    t_points = decode_heatmaps(t_out.heatmaps[-1].float())
+            with _fp32(x.device):
+                diff = (landmarks - t_points).flatten(1)
+                errors = self.point_error(diff) if self.point_error is not None else diff.square()
+                kd_out = errors.sum(dim=1).mean()  # same scale as the ground-truth loss
             terms["kd_output"] = kd_out
             total = total + self.kd.output_weight * kd_out
             if "adapter" in self.modules:
-                kd_feat = _feature_kd(self.modules["adapter"](out.features), t_features)
+                adapted = self.modules["adapter"](features)
+                with _fp32(x.device):
+                    kd_feat = _feature_kd(adapted.float(), t_out.features.float())
                 terms["kd_feature"] = kd_feat
                 total = total + self.kd.feature_weight * kd_feat
         terms["total"] = total
         return terms
 
-    def validate(self) -> dict[str, float]:
-        return self._validate(self.modules["student"])
+    def validate(self, modules: nn.ModuleDict) -> dict[str, float]:
+        return self._validate(modules["student"])
+
+
+def _labeled_mask(batch: dict[str, Any], points: Tensor) -> Tensor:
+    """Which faces of the batch carry ground truth (``labeled``, and finite points)."""
+    finite = torch.isfinite(points.flatten(1)).any(dim=1)
+    if "labeled" not in batch:
+        return finite
+    return batch["labeled"].to(device=points.device, dtype=torch.bool) & finite
 
 
 def _standardize(x: Tensor) -> Tensor:

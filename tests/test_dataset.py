@@ -34,7 +34,7 @@ needs_generator = pytest.mark.skipif(not _has_generator(), reason="landmarks.syn
 
 def test_sample_layout(pts_folder: Path) -> None:
     sample = open_dataset(str(pts_folder), input_size=112)[0]
-    assert set(sample) == {"image", "points", "key", "pose"}
+    assert set(sample) == {"image", "points", "key", "pose", "labeled"}
     assert sample["image"].shape == (112, 112, 3) and sample["image"].dtype == np.uint8
     assert sample["points"].shape == (68, 2) and sample["points"].dtype == np.float32
     assert sample["key"] == "face_0.png"

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from landmarks.coords import crop_face, landmark_box, normalize
+from landmarks.coords import crop_face, landmark_box, normalize, warp_continuous
 from landmarks.data.augment import AugmentConfig, Augmenter, sample_rng
+from landmarks.data.cache import ImageCache
 from landmarks.data.formats import FaceRecord, load_records, read_image
 from landmarks.data.specs import (
     distinct_labels,
@@ -28,6 +29,7 @@ from landmarks.data.specs import (
     split_spec,
     synthetic_canvas_size,
 )
+from landmarks.data.split import Holdout
 from landmarks.errors import ConfigError, DataError
 
 Sample = dict[str, Any]
@@ -68,58 +70,84 @@ class CropDataset(Dataset):
     """Common part of the face datasets: crop, augment, normalize; the per-epoch seed."""
 
     def __init__(self, num_points: int, input_size: int, crop_scale: float,
-                 augment: AugmentConfig | None, seed: int) -> None:
+                 augment: AugmentConfig | None, seed: int, teacher_size: int | None = None) -> None:
         _check_crop_params(input_size, crop_scale, seed)
+        if teacher_size is not None:
+            _check_crop_params(teacher_size, crop_scale, seed)
         self.num_points = num_points
         self.input_size = input_size
+        self.teacher_size = teacher_size
         self.crop_scale = float(crop_scale)
         self.augment = augment
         self.seed = seed
         self.epoch = 0
         self._augmenter = Augmenter(augment, num_points) if augment is not None else None
 
+    @property
+    def crop_size(self) -> int:
+        """The largest crop a sample is cut at (what an image cache must keep pixels for)."""
+        return max(self.input_size, self.teacher_size or 0)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw different augmentations each epoch, reproducibly (call before each epoch)."""
         self.epoch = int(epoch)
 
     def _sample(self, index: int, image: np.ndarray, points: np.ndarray, key: str,
-                pose: np.ndarray | None) -> Sample:
-        box = landmark_box(points)
+                pose: np.ndarray | None, box: np.ndarray | None = None, labeled: bool = True) -> Sample:
+        """One face as the sample dict. ``box`` defaults to the landmarks' box; an unlabeled
+        face passes its box and NaN points. With ``teacher_size``, ``teacher_image`` is the
+        same view (same geometry, so the same normalized landmarks) at the teacher's input
+        size, cut straight from the image and left without photometric changes: the teacher
+        labels the clean view, the student learns from the noisy one."""
+        box = landmark_box(points) if box is None else np.asarray(box, dtype=np.float64)
         size = self.input_size
         pose = UNKNOWN_POSE.copy() if pose is None else np.asarray(pose, dtype=np.float32)
         if self._augmenter is None:
             crop, transform = crop_face(image, box, self.crop_scale, size)
-            crop_points = transform.to_crop(points)
+            crop_points, matrix = transform.to_crop(points), transform.matrix()
         else:
             rng = sample_rng(self.seed, self.epoch, index)
             crop, crop_points, matrix, flipped = self._augmenter(
                 image, points, box, self.crop_scale, size, rng)
             pose = adjust_pose(pose, matrix, flipped)
-        return {
+        sample = {
             "image": np.ascontiguousarray(crop, dtype=np.uint8),
             "points": normalize(crop_points, size).astype(np.float32),
             "key": key,
             "pose": pose,
+            "labeled": labeled,
         }
+        if self.teacher_size is not None:
+            teacher_matrix = matrix * (self.teacher_size / size)
+            sample["teacher_image"] = warp_continuous(image, teacher_matrix, self.teacher_size)
+        return sample
 
 
 class FaceDataset(CropDataset):
     """Annotated image files (:class:`FaceRecord`), decoded on access."""
 
     def __init__(self, records: Sequence[FaceRecord], *, input_size: int, crop_scale: float = 1.25,
-                 augment: AugmentConfig | None = None, seed: int = 0) -> None:
+                 augment: AugmentConfig | None = None, seed: int = 0, teacher_size: int | None = None,
+                 cache_images: bool = False) -> None:
         self.records = tuple(records)
         if not self.records:
             raise DataError("dataset has no faces")
         _check_uniform(self.records)
-        super().__init__(self.records[0].num_points, input_size, crop_scale, augment, seed)
+        super().__init__(self.records[0].num_points, input_size, crop_scale, augment, seed, teacher_size)
+        self.cache: ImageCache | None = None
+        if cache_images:
+            self.cache = ImageCache([r.image_path for r in self.records],
+                                    [landmark_box(r.points) for r in self.records], self.crop_scale, self.crop_size)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> Sample:
         record = self.records[index]
-        return self._sample(index, read_image(record.image_path), record.points, record.key, None)
+        if self.cache is None:
+            return self._sample(index, read_image(record.image_path), record.points, record.key, None)
+        cached = self.cache[index]
+        return self._sample(index, cached.pixels, cached.to_cached(record.points), record.key, None)
 
     @property
     def keys(self) -> list[str]:
@@ -160,12 +188,12 @@ class SyntheticFaceDataset(CropDataset):
     """Procedural faces ``seed + i`` from :func:`landmarks.synthetic.generate_face`, pose known."""
 
     def __init__(self, num_faces: int, input_size: int, crop_scale: float = 1.25, seed: int = 0,
-                 augment: AugmentConfig | None = None) -> None:
+                 augment: AugmentConfig | None = None, teacher_size: int | None = None) -> None:
         if isinstance(num_faces, bool) or not isinstance(num_faces, int) or num_faces < 1:
             raise ConfigError(f"synthetic face count must be a positive integer, got {num_faces!r}")
-        super().__init__(68, input_size, crop_scale, augment, seed)
+        super().__init__(68, input_size, crop_scale, augment, seed, teacher_size)
         self.num_faces = num_faces
-        self.canvas_size = synthetic_canvas_size(input_size)
+        self.canvas_size = synthetic_canvas_size(self.crop_size)
         self._item_hashes: list[str] | None = None
 
     def __len__(self) -> int:
@@ -254,11 +282,17 @@ def open_dataset(
     augment: AugmentConfig | None = None,
     seed: int = 0,
     synthetic_count: int = 1000,
+    teacher_size: int | None = None,
+    cache_images: bool = False,
+    holdout: Holdout | None = None,
 ) -> AnyFaceDataset:
     """Open a dataset by name: a path, ``a,b`` (concatenated), ``synthetic`` or ``synthetic:N``.
 
     Keys of a single path are relative to it; with several paths each key is prefixed with
-    the shortest trailing part of its dataset's path that keeps them unique.
+    the shortest trailing part of its dataset's path that keeps them unique. ``holdout`` keeps
+    one side of a validation split of the folders' faces (synthetic faces are not split: their
+    validation set comes from other seeds). ``teacher_size`` adds the teacher's view to each
+    sample; ``cache_images`` decodes every image once, up front (:mod:`landmarks.data.cache`).
     """
     items = split_spec(spec)
     synthetic = [s for s in items if is_synthetic_spec(s)]
@@ -272,9 +306,11 @@ def open_dataset(
         if len(paths) > 1:
             loaded = [_prefixed(r, label) for r, label in zip(loaded, distinct_labels(paths), strict=True)]
         records = [r for group in loaded for r in group]
-        parts.append(FaceDataset(records, input_size=input_size, crop_scale=crop_scale,
-                                 augment=augment, seed=seed))
+        if holdout is not None:
+            records = holdout.select(records, [r.key for r in records])
+        parts.append(FaceDataset(records, input_size=input_size, crop_scale=crop_scale, augment=augment,
+                                 seed=seed, teacher_size=teacher_size, cache_images=cache_images))
     if synthetic:
         count = parse_synthetic_spec(synthetic[0], synthetic_count)
-        parts.append(SyntheticFaceDataset(count, input_size, crop_scale, seed, augment))
+        parts.append(SyntheticFaceDataset(count, input_size, crop_scale, seed, augment, teacher_size))
     return parts[0] if len(parts) == 1 else ConcatFaceDataset(parts)

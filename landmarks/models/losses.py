@@ -8,7 +8,8 @@ summed, as in the original training) against one target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ def pfld_loss(
     attributes: Tensor | None = None,
     attribute_weights: Tensor | None = None,
     angle_floor: float = 1.0,
+    point_error: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """PFLD loss (Guo et al. 2019, eq. 2): per-face weights times the squared landmark error.
 
@@ -39,12 +41,15 @@ def pfld_loss(
     occlusion, blur). A flag of class ``c`` adds ``attribute_weights[c]``, by default the
     inverse of the class's frequency in the batch as in the authors' code; a face with no flag
     (or ``attributes=None``) weighs 1.
+
+    ``point_error`` maps the coordinate differences to per-coordinate errors (default: the
+    square, PFLD's L2; :func:`wing_error` for Wing loss).
     """
     n = pred.shape[0]
     pred, target = pred.reshape(n, -1), target.reshape(n, -1)
     valid = torch.isfinite(target)
     diff = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    sq_error = (diff**2).sum(dim=1)
+    sq_error = (point_error(diff) if point_error is not None else diff**2).sum(dim=1)
 
     delta = torch.deg2rad(pose_pred - torch.nan_to_num(pose_target))
     delta = torch.where(torch.isfinite(pose_target), delta, torch.zeros_like(delta))
@@ -58,6 +63,19 @@ def pfld_loss(
         attr_weight = (flags * attribute_weights.to(pred.dtype)).sum(dim=1)
         weight = weight * torch.where(flags.sum(dim=1) > 0, attr_weight, torch.ones_like(attr_weight))
     return (weight * sq_error).mean()
+
+
+def wing_error(diff: Tensor, input_size: int, width: float = 10.0, curvature: float = 2.0) -> Tensor:
+    """Wing loss (Feng et al., CVPR 2018) of ``xy_norm`` differences, per coordinate.
+
+    Measured in pixels of the ``input_size`` crop: logarithmic below ``width`` px (a strong
+    gradient on the small and medium errors L2 neglects), linear above; divided by
+    ``input_size`` so it stays in crop units like the rest of the losses.
+    """
+    x = (diff * input_size).abs()
+    c = width - width * math.log1p(width / curvature)
+    error = torch.where(x < width, width * torch.log1p(x / curvature), x - c)
+    return error / input_size
 
 
 def adaptive_wing_loss(

@@ -179,8 +179,8 @@ class PFLD(nn.Module):
         return {"num_points": self.config.num_points, "input_size": self.config.input_size,
                 "channels": self.channels}
 
-    def _backbone(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> (28x28 stage-3 map for the pose branch, 14x14 stage-5 map, landmarks)."""
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (28x28 stage-3 map for the pose branch, 14x14 stage-5 map, pooled multi-scale vector)."""
         x = self.stage3(self.conv2(self.conv1(x)))
         mid = x
         feat = self.stage5(self.stage4(x))
@@ -190,16 +190,20 @@ class PFLD(nn.Module):
         # mean((2, 3)), not adaptive_avg_pool2d(...).flatten(1): Torch-Pruning's tracer
         # mis-maps the latter's channels into the following cat + linear.
         multi_scale = torch.cat((s1.mean((2, 3)), s2.mean((2, 3)), s3.mean((2, 3))), 1)
-        landmarks = self.fc(multi_scale).reshape(-1, self.config.num_points, 2)
-        return mid, feat, landmarks
+        return mid, feat, multi_scale
+
+    def forward_head(self, multi_scale: Tensor) -> Tensor:
+        """Pooled features -> ``[N, P, 2]`` ``xy_norm`` (kept in fp32 by mixed-precision training:
+        bf16 would round the coordinates to about 1/256 of the crop)."""
+        return self.fc(multi_scale).reshape(-1, self.config.num_points, 2)
 
     def forward(self, x: Tensor) -> PFLDOutput:
-        mid, feat, landmarks = self._backbone(x)
-        return PFLDOutput(landmarks, self.aux(mid), feat)
+        mid, feat, multi_scale = self.forward_features(x)
+        return PFLDOutput(self.forward_head(multi_scale), self.aux(mid), feat)
 
     def forward_landmarks(self, x: Tensor) -> Tensor:
         """``[N, P, 2]`` ``xy_norm``; the pose branch is not run."""
-        return self._backbone(x)[2]
+        return self.forward_head(self.forward_features(x)[2])
 
 
 def _create_pfld(width: float, /, **kwargs: Any) -> PFLD:

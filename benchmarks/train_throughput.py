@@ -1,0 +1,153 @@
+"""Training throughput, before and after the speed work, side by side in one run.
+
+Each arm trains real steps of the real tasks (teacher heatmaps, student alone, student with KD
+from the teacher) through :class:`distill.engine.Trainer`, data loading included, on the same
+faces; images/s is the trainer's own measure of its epoch (validation excluded).
+
+* before: images decoded on every view, one crop at the teacher's size resized in torch for
+  the student (the old path), fp32, NCHW activations;
+* after: images decoded once (:mod:`landmarks.data.cache`), each model's view cut at its own
+  size, bf16 autocast where the CPU has it, channels-last activations.
+
+    python benchmarks/train_throughput.py --data ../shared/data/300w/helen/trainset --steps 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch.utils.data import Subset
+
+from benchmarks.common import cpu_name
+from distill.config import KDConfig, TeacherConfig, TrainConfig
+from distill.engine import Trainer
+from distill.tasks import StudentTask, TeacherTask
+from landmarks.atomic import write_json, write_text
+from landmarks.data import AugmentConfig, open_dataset
+from landmarks.metadata import ArtifactMetadata
+from landmarks.models import create_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STUDENT_SIZE, TEACHER_SIZE = 112, 128
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    cache: bool
+    own_views: bool  # each model's view cut at its own size (else: one crop, resized in torch)
+    precision: str
+    channels_last: bool
+
+
+BEFORE = Setting("before", cache=False, own_views=False, precision="fp32", channels_last=False)
+AFTER = Setting("after", cache=True, own_views=True, precision="auto", channels_last=True)
+
+
+def _no_validation(_: torch.nn.Module) -> dict[str, float]:
+    return {}
+
+
+def measure(task_name: str, setting: Setting, data: str, steps: int, batch: int, workers: int) -> float:
+    """Images/s of one epoch of ``steps`` batches (after one warm-up epoch of 2 batches)."""
+    torch.manual_seed(0)
+    teacher_view = TEACHER_SIZE if (task_name == "student_kd" and setting.own_views) else None
+    if task_name == "teacher":
+        size = TEACHER_SIZE
+    elif setting.own_views or task_name == "student":
+        size = STUDENT_SIZE
+    else:
+        size = TEACHER_SIZE  # the old path: one crop at the larger size, resized for the student
+    dataset = open_dataset(data, input_size=size, augment=AugmentConfig(), seed=0, teacher_size=teacher_view,
+                           cache_images=setting.cache)
+    meta_s = ArtifactMetadata(input_size=STUDENT_SIZE, source="pfld025")
+    meta_t = ArtifactMetadata(input_size=TEACHER_SIZE, source="fan1")
+    if task_name == "teacher":
+        teacher = create_model("fan1", width=64, input_size=TEACHER_SIZE)
+        task = TeacherTask(teacher, TeacherConfig(), meta_t, _no_validation)
+    else:
+        teacher = create_model("fan1", width=64, input_size=TEACHER_SIZE).eval() if task_name == "student_kd" else None
+        if teacher is not None and setting.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        kd = KDConfig(enabled=teacher is not None)
+        task = StudentTask(create_model("pfld025", input_size=STUDENT_SIZE), STUDENT_SIZE, meta_s, kd,
+                           _no_validation, teacher=teacher, teacher_size=TEACHER_SIZE if teacher else None)
+    cfg = TrainConfig(epochs=2, batch_size=batch, lr=1e-3, warmup_epochs=0, precision=setting.precision,
+                      channels_last=setting.channels_last)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_steps in (2, steps):  # warm-up epoch, then the measured one
+            subset = Subset(dataset, range(min(len(dataset), n_steps * batch)))
+            subset.set_epoch = dataset.set_epoch  # type: ignore[attr-defined]
+            trainer = Trainer(task_name, task, subset, TrainConfig(**{**cfg.__dict__, "epochs": 1}), Path(tmp),
+                              num_workers=workers, progress=False)
+            results.append(trainer.fit().history[-1].images_per_s)
+    return results[-1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/300w/helen/trainset", help="training faces to read")
+    p.add_argument("--steps", type=int, default=16, help="measured batches per arm")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2, help="alternate before/after this many times (best kept)")
+    args = p.parse_args()
+    if not Path(args.data).exists():
+        print(f"no data at {args.data}; nothing to do")
+        return 0
+    rows: dict[str, dict[str, float]] = {}
+    for task_name in ("teacher", "student", "student_kd"):
+        best = {"before": 0.0, "after": 0.0}
+        for _ in range(args.repeats):  # interleaved, so machine load hits both settings alike
+            for setting in (BEFORE, AFTER):
+                ips = measure(task_name, setting, args.data, args.steps, args.batch_size, args.workers)
+                best[setting.name] = max(best[setting.name], ips)
+                print(f"{task_name:10s} {setting.name:6s} {ips:7.1f} img/s", flush=True)
+        rows[task_name] = {**best, "speedup": best["after"] / best["before"]}
+    payload = {
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "images_per_s": rows,
+        "before": BEFORE.__dict__,
+        "after": AFTER.__dict__,
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    write_json(RESULTS / "train_throughput.json", payload)
+    lines = [
+        "# Training throughput (images/s), before and after, one run",
+        "",
+        f"{cpu_name()}, {torch.get_num_threads()} torch threads, {args.workers} loader worker(s), batch "
+        f"{args.batch_size}, {args.steps} measured steps per arm, best of {args.repeats} interleaved repeats.",
+        "",
+        "| task | before | after | speed-up |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['before']:.1f} | {v['after']:.1f} | x{v['speedup']:.2f} |" for k, v in rows.items()],
+        "",
+        "before: decode every view, one 128 px crop resized in torch for the student, fp32, NCHW.",
+        "after: images decoded once, each model's view cut at its own size, bf16 autocast, channels-last.",
+        "",
+        f"Command: `{payload['command']}`",
+        "",
+    ]
+    write_text(RESULTS / "train_throughput.md", "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
