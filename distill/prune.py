@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from distill.config import DEVICES, KDConfig, TrainConfig
-from landmarks.cli import add_version_flag
+from landmarks.cli import add_version_flag, check_output_dir
 from landmarks.errors import ConfigError, DataError, ModelError, UnsupportedBackendError, cli_errors
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn")
@@ -496,9 +496,7 @@ def _open_session(
     from distill.pipeline import _Validator
     from landmarks.data import AugmentConfig, open_dataset
 
-    run_dir = Path(out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder")
+    run_dir = check_output_dir(out)
     ckpt, model = _load_student(checkpoint)
     meta = ckpt.metadata
     teacher = _load_teacher(teacher_checkpoint, meta.num_points) if teacher_checkpoint else None
@@ -701,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors(PROG):
+        check_output_dir(args.out)
         config = PruneConfig(ratio=args.ratio, channel_ratio=args.channel_ratio, params_budget=args.params_budget,
                              flops_budget=args.flops_budget, importance=args.importance, steps=args.steps,
                              finetune_epochs=args.finetune_epochs, round_to=args.round_to,

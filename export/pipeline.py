@@ -29,6 +29,7 @@ from export.tflite_export import (
     write_sidecar,
 )
 from landmarks.atomic import atomic_path
+from landmarks.cli import check_output_dir
 from landmarks.errors import ConfigError, ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256, load_checkpoint
@@ -196,14 +197,7 @@ def _check_metadata_fits(model: nn.Module, metadata: ArtifactMetadata, checkpoin
 
 
 def _check_out_dir(out_dir: str | os.PathLike[str]) -> None:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: output folder is an existing file")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{out}: cannot create output folder, {parent} is a file")
-            break
+    check_output_dir(out_dir, "output folder")
 
 
 def _check_tools(config: ExportConfig) -> None:

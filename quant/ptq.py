@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from landmarks.cli import add_version_flag
+from landmarks.cli import add_version_flag, check_output_file
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, ModelError, cli_errors
 from landmarks.metadata import ArtifactMetadata
 from quant.accuracy_gate.evaluator import Evaluator
@@ -379,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("quant.ptq"):
+        if args.out is not None:
+            check_output_file(args.out)
         fmt = args.format or (Path(args.out).suffix.lstrip(".") if args.out else "onnx")
         if fmt not in FORMATS:
             raise ConfigError(f"--out must end in .onnx or .tflite (or give --format), got {args.out}")
