@@ -48,7 +48,7 @@ def _metadata(arch: str, input_size: int, crop_scale: float, num_points: int) ->
     return ArtifactMetadata(num_points=num_points, input_size=input_size, crop_scale=crop_scale, source=arch)
 
 
-class _Validator:
+class Validator:
     """Validation NME of a model on the held-out set, through the torch predictor."""
 
     def __init__(self, spec: str, crop_scale: float, seed: int, count: int, limit: int | None = None) -> None:
@@ -118,7 +118,7 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     )
     num_points = train_ds.num_points
     val_spec, val_seed = _val_spec(cfg)
-    validator = _Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val)
+    validator = Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val)
     common = {
         "seed": cfg.seed,
         "device": device,
@@ -181,7 +181,7 @@ def _teacher_input_size(cfg: DistillConfig) -> int:
 def _get_teacher(
     cfg: DistillConfig,
     train_ds: Any,
-    validator: _Validator,
+    validator: Validator,
     num_points: int,
     resume: bool,
     common: dict[str, Any],
@@ -235,7 +235,7 @@ def _model_mb(model: nn.Module) -> float:
 
 def _final_metrics(
     cfg: DistillConfig,
-    validator: _Validator,
+    validator: Validator,
     student: nn.Module,
     student_meta: ArtifactMetadata,
     teacher: nn.Module | None,

@@ -493,7 +493,7 @@ def _open_session(
     log: Callable[[str], None],
 ) -> _Session:
     from distill.engine import DistEnv, resolve_device
-    from distill.pipeline import _Validator
+    from distill.pipeline import Validator
     from landmarks.data import AugmentConfig, open_dataset
 
     run_dir = check_output_dir(out)
@@ -510,7 +510,7 @@ def _open_session(
         raise DataError(f"{data}: {len(train_ds)} faces, fewer than one batch of {config.batch_size}")
     if train_ds.num_points != meta.num_points:
         raise DataError(f"{data}: faces have {train_ds.num_points} points, the student predicts {meta.num_points}")
-    validator = _Validator(val_spec, meta.crop_scale, seed + _VAL_SEED_OFFSET, config.synthetic_val)
+    validator = Validator(val_spec, meta.crop_scale, seed + _VAL_SEED_OFFSET, config.synthetic_val)
     device = resolve_device(config.device, DistEnv())
     return _Session(ckpt, model, teacher, train_ds, validator, val_spec, run_dir, device, seed, progress, log)
 

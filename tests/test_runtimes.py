@@ -252,4 +252,4 @@ def test_tflite_without_any_interpreter_is_unsupported_backend(monkeypatch):
     for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tensorflow", "tensorflow.lite"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(UnsupportedBackendError, match="ai-edge-litert"):
-        tflite_runtime._interpreter_class()
+        tflite_runtime.interpreter_class()

@@ -94,6 +94,7 @@ class Predictor(ABC):
 
     runtime: str = ""
     batch_size: int | None = None
+    path: os.PathLike[str] | None = None  # the artifact file, when the predictor was loaded from one
 
     def __init__(self, metadata: ArtifactMetadata, name: str) -> None:
         self.metadata = metadata

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmarks.artifact import metadata_from_props
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
 from landmarks.runtimes.base import Predictor, check_input_shape
@@ -31,8 +32,7 @@ class OnnxPredictor(Predictor):
         path = Path(path)
         self.session = _open_session(path, num_threads)
         if metadata is None:
-            props = dict(self.session.get_modelmeta().custom_metadata_map)
-            metadata = ArtifactMetadata.from_strings(props, where=str(path))
+            metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         super().__init__(metadata, path.stem)
         self.path = path
         model_input = self.session.get_inputs()[0]

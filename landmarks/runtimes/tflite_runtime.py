@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) predictor: metadata from the sidecar JSON, integer I/O via quantization params.
+"""LiteRT (TFLite) predictor: metadata from the sidecar (:mod:`landmarks.artifact`), integer I/O via quant params.
 
 ``ai_edge_litert`` is preferred; ``tensorflow.lite`` is the fallback. Both import lazily, on
 first use, because TensorFlow takes seconds to import.
@@ -6,54 +6,18 @@ first use, because TensorFlow takes seconds to import.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from landmarks.artifact import read_sidecar
 from landmarks.errors import ModelError, UnsupportedBackendError
-from landmarks.metadata import PREFIX, ArtifactMetadata
+from landmarks.metadata import ArtifactMetadata
 from landmarks.runtimes.base import Predictor, check_input_shape
 
 
-def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """Where the section-2 JSON of ``model.tflite`` lives: ``model.tflite.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(path: str | os.PathLike[str]) -> ArtifactMetadata:
-    """Section-2 metadata of a ``.tflite`` file (``model.tflite.json``, else ``model.json``)."""
-    path = Path(path)
-    candidates = [sidecar_path(path), path.with_suffix(".json")]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise ModelError(
-            f"{path}: no metadata sidecar ({candidates[0].name}) beside the model; "
-            "pass metadata= explicitly to run it anyway"
-        )
-    try:
-        data = json.loads(found.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{found}: unreadable metadata sidecar ({err})") from None
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
-        data = data["metadata"]
-    if not isinstance(data, dict):
-        raise ModelError(f"{found}: metadata sidecar must be a JSON object of section-2 keys")
-    return ArtifactMetadata.from_strings(
-        {k: _as_string(v) for k, v in data.items() if k.startswith(PREFIX)}, where=str(found)
-    )
-
-
-def _as_string(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _interpreter_class() -> type:
+def interpreter_class() -> type:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -84,7 +48,7 @@ class TFLitePredictor(Predictor):
         metadata = metadata or read_sidecar(path)
         super().__init__(metadata, path.stem)
         self.path = path
-        interpreter_cls = _interpreter_class()
+        interpreter_cls = interpreter_class()
         try:
             self.interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
             self.interpreter.allocate_tensors()

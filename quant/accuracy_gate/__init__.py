@@ -5,7 +5,7 @@
 folder or ``rejected/``; ``check_disjoint`` refuses calibration/eval overlap.
 """
 
-from quant.accuracy_gate.evaluator import Evaluator
+from landmarks.evaluate import Evaluator
 from quant.accuracy_gate.gate import (
     PASS,
     REJECT,
