@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Export a landmarks torch checkpoint to deployable FP32 ONNX and/or TFLite files with "
-            "section-2 metadata, checking each against the torch model on real faces."
+            "artifact metadata, checking each against the torch model on real faces."
         ),
         epilog="Exit status: 0 success, 1 parity bound exceeded (nothing written), 2 usage or input error.",
     )

@@ -1,4 +1,4 @@
-"""Torch model -> ONNX: inference graph only, dynamic batch, simplified, with section-2 metadata.
+"""Torch model -> ONNX: inference graph only, dynamic batch, simplified, with artifact metadata.
 
 The legacy TorchScript exporter (``dynamo=False``) is used: it exports these conv nets cleanly
 and does not need onnxscript, which the dynamo exporter does.

@@ -185,7 +185,7 @@ def _public_mode() -> int:
 
 
 def _check_metadata_fits(model: nn.Module, metadata: ArtifactMetadata, checkpoint: Path) -> None:
-    """The checkpoint's section-2 keys must describe its own architecture, or exports would lie."""
+    """The checkpoint's metadata keys must describe its own architecture, or exports would lie."""
     arch_config = getattr(model, "config", None)
     for key in ("input_size", "num_points"):
         built = getattr(arch_config, key, None)

@@ -4,7 +4,7 @@
 (tensor ranges from a :class:`~quant.calibration.CalibrationReader`, cached as JSON so the
 fallback loop re-quantizes without re-running calibration) -> ``convert`` (QDQ graph with
 per-tensor or per-channel weight scales chosen per layer by :mod:`quant.granularity`, slimmed
-by :mod:`quant.onnx_slim`, section-2 metadata copied from the FP32 model).
+by :mod:`quant.onnx_slim`, artifact metadata copied from the FP32 model).
 
 Default types: QUInt8 activations with QInt8 weights (U8S8). Measured on pfld025
 (onnxruntime 1.32, x86 with AVX-512 VNNI): with U8S8 the CPU provider fuses every QDQ conv and

@@ -5,7 +5,7 @@ Usage::
     python -m quant.ptq student.onnx --calib data/train --eval data/test --max-regression 0.02
     python -m quant.ptq student.onnx --out student.int8.tflite      # TFLite full-integer
 
-The pipeline (:func:`run_ptq`): check the model and its section-2 metadata -> open calibration
+The pipeline (:func:`run_ptq`): check the model and its artifact metadata -> open calibration
 and eval sets (disjoint by content hash) -> prepare, calibrate once, convert -> gate against
 the FP32 reference in the candidate's runtime -> on reject, keep the most sensitive nodes in
 float and retry -> measure latency -> write the report -> place the artifact in the release
@@ -207,7 +207,7 @@ def _latency(reference: Path, candidate: Path, config: PtqConfig) -> tuple[float
 
 
 def _model_metadata(model: Path, override: ArtifactMetadata | None) -> tuple[ArtifactMetadata, str]:
-    """The model's section-2 metadata (or ``override``) and the name of its image input."""
+    """The model's artifact metadata (or ``override``) and the name of its image input."""
     proto = load_onnx(model)
     weights = {t.name for t in proto.graph.initializer}
     inputs = [i.name for i in proto.graph.input if i.name not in weights]
@@ -241,7 +241,7 @@ def _name(dataset: Any, spec: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m quant.ptq", description=__doc__.splitlines()[0])
-    p.add_argument("model", help="FP32 ONNX model with section-2 metadata")
+    p.add_argument("model", help="FP32 ONNX model with artifact metadata")
     p.add_argument("--calib", default="synthetic", help="calibration data: a folder, or synthetic[:N]")
     p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration images used")
     p.add_argument("--eval", default="synthetic", help="eval set for the gate (disjoint from --calib)")
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-float-nodes", type=int, default=16, help="bound on nodes the fallback keeps float")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for evaluation and latency")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure latency")
-    meta = p.add_argument_group("metadata for an ONNX without section-2 keys")
+    meta = p.add_argument_group("metadata for an ONNX without metadata keys")
     meta.add_argument("--input-size", type=int)
     meta.add_argument("--num-points", type=int, default=68)
     meta.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW")

@@ -166,7 +166,7 @@ def test_the_run_evaluates_each_artifact_on_the_eval_set_once(resumed):
 
 
 def _assert_manifest_contract(manifest: dict) -> None:
-    """Design section 5: what every manifest and artifact entry carries."""
+    """docs/DESIGN.md, "Manifest": what every manifest and artifact entry carries."""
     for key in ("recipe", "git_commit", "versions", "eval_set", "artifacts"):
         assert key in manifest
     assert manifest["recipe"]["config"]["student"]["epochs"] == 1  # the resolved config, --set applied

@@ -3,10 +3,10 @@
 Usage::
 
     predictor = load_predictor("student.onnx")
-    result = predictor.predict(crops)          # uint8 [N, S, S, 3] RGB section-1 crops
+    result = predictor.predict(crops)          # uint8 [N, S, S, 3] RGB standard crops
     pixels = result.points * predictor.metadata.input_size
 
-Preprocessing is derived from the artifact's section-2 metadata alone (channel order, scaling,
+Preprocessing is derived from the artifact's artifact metadata alone (channel order, scaling,
 mean/std, layout), so torch, onnxruntime and LiteRT see exactly the same tensor.
 """
 
@@ -48,7 +48,7 @@ def check_crops(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
 
 
 def preprocess(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
-    """uint8 RGB crops -> the model's float32 input tensor, as section 2 of the design prescribes.
+    """uint8 RGB crops -> the model's float32 input tensor, as docs/DESIGN.md ("Artifact metadata") prescribes.
 
     Channel order, scaling to [0, 1], ``(x - mean) / std`` and layout all come from
     ``metadata``; nothing else in the project converts pixels to model inputs.
@@ -86,7 +86,7 @@ def check_input_shape(shape: Sequence[Any], metadata: ArtifactMetadata, path: os
 
 
 class Predictor(ABC):
-    """Runs one landmark model on section-1 crops; subclasses implement :meth:`_run`.
+    """Runs one landmark model on standard crops; subclasses implement :meth:`_run`.
 
     ``batch_size`` caps how many crops go into one call of the model (``None``: all at once);
     runtimes with a fixed batch dimension set it to that dimension.

@@ -1,4 +1,4 @@
-"""onnxruntime predictor: reads the section-2 keys from the model's ``metadata_props``."""
+"""onnxruntime predictor: reads the metadata keys from the model's ``metadata_props``."""
 
 from __future__ import annotations
 

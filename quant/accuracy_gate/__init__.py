@@ -1,4 +1,4 @@
-"""The accuracy gate (design section 4), shared by every stage that derives an artifact.
+"""The accuracy gate (docs/DESIGN.md, "Gate"), shared by every stage that derives an artifact.
 
 ``run_gate`` evaluates a candidate and its reference on one eval set in the candidate's runtime;
 ``decide`` is the pure pass/reject rule; ``place_artifact`` moves the file to the release

@@ -1,4 +1,4 @@
-"""The accuracy gate of design section 4: compare a candidate with its reference, decide, place.
+"""The accuracy gate of docs/DESIGN.md, "Gate": compare a candidate with its reference, decide, place.
 
 ``calculate_regression`` and ``decide`` are pure functions (NME is lower-is-better); ``run_gate``
 evaluates both models on one eval set in the candidate's runtime and returns a :class:`GateReport`;
@@ -71,7 +71,7 @@ def calculate_regression(nme_candidate: float, nme_reference: float) -> float:
 
 
 def decide(nme_candidate: float, nme_reference: float, config: GateConfig) -> Decision:
-    """Pass or reject as design section 4 says; the reason names the threshold that failed."""
+    """Pass or reject as docs/DESIGN.md, "Gate" says; the reason names the threshold that failed."""
     regression = calculate_regression(nme_candidate, nme_reference)
     delta = nme_candidate - nme_reference
     if regression > config.max_regression + _EPS:
@@ -188,7 +188,7 @@ def check_disjoint(calib_dataset: Any, eval_dataset: Any) -> None:
         example = keys[0] if keys else sorted(shared)[0]
         raise DataError(
             f"calibration and eval data share {len(shared)} face(s) (e.g. {example!r}); "
-            "use disjoint sets so the gate measures unseen data (design section 4)"
+            "use disjoint sets so the gate measures unseen data (docs/DESIGN.md, 'Gate')"
         )
 
 
