@@ -22,12 +22,8 @@ class OnnxInt8Backend:
 
     def __init__(self, model: Path, metadata: ArtifactMetadata, reader: CalibrationReader,
                  config: StaticInt8Config, workdir: Path, log: Callable[[str], None]) -> None:
-        self.reference = model
-        self.metadata = metadata
-        self.reader = reader
-        self.config = config
-        self.workdir = workdir
-        self.log = log
+        self.reference, self.metadata, self.reader = model, metadata, reader
+        self.config, self.workdir, self.log = config, workdir, log
         self.prepared = ort_int8.prepare(model, workdir / "prepared.onnx")
         self.cache = ort_int8.calibrate(self.prepared, reader, config, workdir / "calibration.json")
         self._count = 0

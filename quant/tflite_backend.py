@@ -28,10 +28,7 @@ class TfliteInt8Backend:
     def __init__(self, model: Path, metadata: ArtifactMetadata, reader: CalibrationReader,
                  config: TfliteInt8Config, workdir: Path, log: Callable[[str], None], *,
                  reference: Path | None = None) -> None:
-        self.metadata = metadata
-        self.config = config
-        self.workdir = workdir
-        self.log = log
+        self.metadata, self.config, self.workdir, self.log = metadata, config, workdir, log
         saved_model = tflite_int8.to_saved_model(model, workdir)
         if reference is None:
             reference = tflite_int8.convert_float(saved_model, workdir / "reference.fp32.tflite")

@@ -16,6 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,3 +119,29 @@ class Predictor(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, runtime={self.runtime!r})"
+
+
+class FilePredictor(Predictor):
+    """A predictor of one artifact file: ``_open`` loads it and returns its metadata (or the
+    ``metadata`` override) and ``(input shape, fixed batch size or None)``; the shape is checked
+    against the metadata here, so a file whose metadata lies cannot be run."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        num_threads: int | None = None,
+        *,
+        metadata: ArtifactMetadata | None = None,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        metadata, shape, self.batch_size = self._open(path, num_threads, metadata)
+        super().__init__(metadata, path.stem)
+        self.path = path
+        check_input_shape(shape, metadata, path)
+
+    @abstractmethod
+    def _open(self, path: Path, num_threads: int | None,
+              metadata: ArtifactMetadata | None) -> tuple[ArtifactMetadata, Sequence[Any], int | None]:
+        """Load the model; its metadata, input shape and fixed batch size (None: dynamic)."""

@@ -6,7 +6,6 @@ first use, because TensorFlow takes seconds to import.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from landmarks.artifact import read_sidecar
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
-from landmarks.runtimes.base import Predictor, check_input_shape
+from landmarks.runtimes.base import FilePredictor
 
 
 def interpreter_class() -> type:
@@ -30,24 +29,14 @@ def interpreter_class() -> type:
     return Interpreter
 
 
-class TFLitePredictor(Predictor):
+class TFLitePredictor(FilePredictor):
     """A LiteRT interpreter; float, int8 and uint8 input/output tensors all take float crops."""
 
     runtime = "litert"
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        num_threads: int | None = None,
-        *,
-        metadata: ArtifactMetadata | None = None,
-    ) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
+    def _open(self, path: Path, num_threads: int | None,
+              metadata: ArtifactMetadata | None) -> tuple[ArtifactMetadata, list[int], int | None]:
         metadata = metadata or read_sidecar(path)
-        super().__init__(metadata, path.stem)
-        self.path = path
         interpreter_cls = interpreter_class()
         try:
             self.interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
@@ -57,9 +46,8 @@ class TFLitePredictor(Predictor):
             raise ModelError(f"{path}: not a loadable TFLite model ({reason})") from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        check_input_shape([int(d) for d in self._input["shape"]], metadata, path)
         signature = self._input.get("shape_signature", self._input["shape"])
-        self.batch_size = None if signature[0] < 0 else int(signature[0])
+        return metadata, [int(d) for d in self._input["shape"]], None if signature[0] < 0 else int(signature[0])
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         current = self.interpreter.get_input_details()[0]["shape"]
