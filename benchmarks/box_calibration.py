@@ -1,6 +1,6 @@
 """Detector box -> landmark box calibration on 300-W: fit on the train folders, check on the test set.
 
-Models see the section-1 crop of the ground-truth landmark box; on a photo only a detector box
+Models see the standard crop of the ground-truth landmark box; on a photo only a detector box
 exists. For every face the detector finds (the top-ranked detection per 300-W crop), this measures
 ``scale`` = max(w, h) of the landmark box / detector box side and the centre offset ``(dx, dy)`` in
 units of the detector side; trimmed means over the TRAIN folders are the constants in
@@ -38,7 +38,7 @@ DATA = ROOT.parent / "shared" / "data" / "300w"
 TRAIN = ("helen/trainset", "lfpw/trainset", "afw")
 TEST = ("helen/testset", "lfpw/testset")
 RESULTS = ROOT / "benchmarks" / "results" / "box_calibration"
-CROP_SCALE = 1.25  # the project default (section 2); IoU is compared on crops of this scale
+CROP_SCALE = 1.25  # the project default (docs/DESIGN.md, "Coordinates"); IoU is compared on crops of this scale
 
 
 def measure_folder(detector: FaceDetector, folder: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ def _trimmed_mean(values: np.ndarray) -> float:
 
 
 def crop_square(box: np.ndarray) -> np.ndarray:
-    """The section-1 crop square of a face box, ``[x0, y0, x1, y1]``."""
+    """The standard crop square of a face box, ``[x0, y0, x1, y1]``."""
     t = CropTransform.from_box(box, CROP_SCALE, 1)
     side = 1 / t.scale
     return np.array([t.origin_x, t.origin_y, t.origin_x + side, t.origin_y + side])

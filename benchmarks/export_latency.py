@@ -41,7 +41,7 @@ MODELS: dict[str, tuple[str, dict]] = {
 RUNTIMES = ("torch", "onnxruntime", "litert")
 
 
-def _torch_runner(model: torch.nn.Module, x: np.ndarray, threads: int) -> Callable[[], object]:
+def torch_runner(model: torch.nn.Module, x: np.ndarray, threads: int) -> Callable[[], object]:
     tensor = torch.from_numpy(x)
 
     def run() -> object:
@@ -80,7 +80,7 @@ def _litert_runner(path: Path, x_nhwc: np.ndarray, threads: int) -> Callable[[],
     return run
 
 
-def _time_side_by_side(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
+def time_side_by_side(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
                        rounds: int) -> dict[str, float]:
     """Median ms per call; runtimes alternate in ``rounds`` chunks of ``repeats / rounds`` calls."""
     for run in runners.values():
@@ -108,17 +108,17 @@ def bench_model(label: str, arch: str, kwargs: dict, args: argparse.Namespace, w
     latency = {}
     for threads in args.threads:
         runners = {
-            "torch": _torch_runner(model, x, threads),
+            "torch": torch_runner(model, x, threads),
             "onnxruntime": _ort_runner(artifacts["onnx", "fp32"].path, x, threads),
             "litert": _litert_runner(artifacts["tflite", "fp32"].path, x.transpose(0, 2, 3, 1).copy(), threads),
         }
-        latency[str(threads)] = _time_side_by_side(runners, args.repeats, args.warmup, args.rounds)
+        latency[str(threads)] = time_side_by_side(runners, args.repeats, args.warmup, args.rounds)
         print(f"{label} threads={threads}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in latency[str(threads)].items()),
               flush=True)
     return {
         "arch": arch,
         "arch_config": kwargs,
-        "params": _graph_params(artifacts["onnx", "fp32"].path),
+        "params": graph_params(artifacts["onnx", "fp32"].path),
         "bytes": {
             "onnx_fp32": artifacts["onnx", "fp32"].bytes,
             "onnx_fp16": artifacts["onnx", "fp16"].bytes,
@@ -129,7 +129,7 @@ def bench_model(label: str, arch: str, kwargs: dict, args: argparse.Namespace, w
     }
 
 
-def _graph_params(onnx_path: Path) -> int:
+def graph_params(onnx_path: Path) -> int:
     """Weights in the exported inference graph (no pose branch, BN folded), not the training model."""
     import onnx
 

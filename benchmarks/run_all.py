@@ -5,7 +5,7 @@
    beside it) or built here from ``--checkpoint`` with the export and PTQ stages (random-init
    pfld025 when there is no checkpoint: latency and size do not depend on the weights).
    Batch-1 latency of the model alone with 1 and 2 threads; for each thread count all runtimes take
-   turns in short rounds (``export_latency._time_side_by_side``), so ratios are measured side by side.
+   turns in short rounds (``export_latency.time_side_by_side``), so ratios are measured side by side.
 2. Training throughput (images/s, forward + backward + optimizer step on batches of 128 px
    synthetic crops, data loading excluded): the FAN teacher, the student alone, the student with KD.
 3. Synthetic face generation speed on one core (``synthetic_faces.measure_speed``).
@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import cpu_name  # noqa: E402
-from benchmarks.export_latency import _graph_params, _time_side_by_side, _torch_runner  # noqa: E402
+from benchmarks.export_latency import graph_params, time_side_by_side, torch_runner  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 from landmarks.metadata import ArtifactMetadata  # noqa: E402
@@ -110,10 +110,10 @@ def latency_suite(paths: dict[str, Path], threads: list[int], repeats: int, warm
     out: dict[str, dict[str, float]] = {}
     for n in threads:
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        runners: dict[str, Callable[[], object]] = {"torch": _torch_runner(torch_model, x, n)}
+        runners: dict[str, Callable[[], object]] = {"torch": torch_runner(torch_model, x, n)}
         for name in ARTIFACTS:
             runners[name] = runner(paths[name], n)[0]
-        out[str(n)] = _time_side_by_side(runners, repeats, warmup, rounds)
+        out[str(n)] = time_side_by_side(runners, repeats, warmup, rounds)
         log(f"threads={n}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in out[str(n)].items()))
     return out
 
@@ -132,7 +132,7 @@ def _torch_model(checkpoint: Path | None) -> tuple[torch.nn.Module, int]:
 def sizes(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
     out = {name: {"file": str(path), "bytes": Path(path).stat().st_size} for name, path in paths.items()}
     for name in ("onnx_fp32", "onnx_int8"):
-        out[name]["graph_params"] = _graph_params(paths[name])
+        out[name]["graph_params"] = graph_params(paths[name])
     return out
 
 

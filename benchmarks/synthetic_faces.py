@@ -128,7 +128,7 @@ def measure_speed(num_images: int) -> dict[str, float]:
 
 
 def face_sample(seed: int, input_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The design-section-1 crop of one face: (crop uint8, points xy_norm, image points)."""
+    """The design-standard crop of one face: (crop uint8, points xy_norm, image points)."""
     face = generate_face(seed, IMAGE_SIZE)
     crop, transform = crop_face(face.image, landmark_box(face.points), CROP_SCALE, input_size)
     return crop, normalize(transform.to_crop(face.points), input_size), face.points

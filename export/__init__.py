@@ -16,7 +16,8 @@ from export.config import ExportConfig
 from export.onnx_export import export_onnx
 from export.pipeline import export_checkpoint, export_model
 from export.report import ExportedArtifact, ParityError, ParityResult
-from export.tflite_export import onnx_to_saved_model, saved_model_to_tflite, write_sidecar
+from export.tflite_export import onnx_to_saved_model, saved_model_to_tflite
+from landmarks.artifact import write_sidecar
 
 __all__ = [
     "ExportConfig",

@@ -19,7 +19,7 @@ from export.config import (
     MIN_OPSET,
     ExportConfig,
 )
-from landmarks.cli import add_version_flag
+from landmarks.cli import add_version_flag, check_output_dir
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
 
 PROG = "python -m export"
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Export a landmarks torch checkpoint to deployable FP32 ONNX and/or TFLite files with "
-            "section-2 metadata, checking each against the torch model on real faces."
+            "artifact metadata, checking each against the torch model on real faces."
         ),
         epilog="Exit status: 0 success, 1 parity bound exceeded (nothing written), 2 usage or input error.",
     )
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     with cli_errors(PROG):
+        check_output_dir(args.out)
         from export.pipeline import export_checkpoint
         from export.report import ParityError
 

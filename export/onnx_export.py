@@ -1,4 +1,4 @@
-"""Torch model -> ONNX: inference graph only, dynamic batch, simplified, with section-2 metadata.
+"""Torch model -> ONNX: inference graph only, dynamic batch, simplified, with artifact metadata.
 
 The legacy TorchScript exporter (``dynamo=False``) is used: it exports these conv nets cleanly
 and does not need onnxscript, which the dynamo exporter does.
@@ -16,6 +16,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from landmarks.artifact import write_onnx_metadata
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
 
@@ -69,7 +70,7 @@ def export_onnx(
     proto = onnx.load(str(out_path))
     if simplify:
         proto = simplify_onnx(proto)
-    set_metadata(proto, metadata.replace(layout="NCHW"))
+    write_onnx_metadata(proto, metadata.replace(layout="NCHW"))
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(out_path))
     return out_path
@@ -89,16 +90,6 @@ def simplify_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
     del simplified.metadata_props[:]
     simplified.metadata_props.extend(notes)
     return simplified
-
-
-def set_metadata(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
-    """Replace any section-2 keys in ``metadata_props`` with ``metadata``'s strings."""
-    strings = metadata.to_strings()
-    keep = [p for p in proto.metadata_props if p.key not in strings]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in strings.items():
-        proto.metadata_props.add(key=key, value=value)
 
 
 def to_fp16_weights(proto: onnx.ModelProto) -> onnx.ModelProto:

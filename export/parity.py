@@ -2,22 +2,25 @@
 
 The reference is the torch model behind :class:`~landmarks.runtimes.torch_runtime.TorchPredictor`;
 the candidate is loaded with :func:`landmarks.runtimes.load_predictor` from the artifact alone, so
-its section-2 metadata (layout, mean/std, sidecar) is exercised exactly as a user would.
+its metadata (layout, mean/std, sidecar) is exercised exactly as a user would. Both run through
+the one :class:`~landmarks.evaluate.Evaluator`, which also gives the ``nme_io`` of each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from export.report import ParityResult
 from landmarks.errors import DataError
+from landmarks.evaluate import EvalReport, Evaluator
 from landmarks.metadata import ArtifactMetadata
-from landmarks.metrics import nme_interocular
 
 # The shared 300-W test faces (never copied into the repository); synthetic faces otherwise.
 SHARED_TEST_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w" / "helen" / "testset"
@@ -25,11 +28,44 @@ SHARED_TEST_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "3
 
 @dataclass(frozen=True)
 class ParityFaces:
-    """Section-1 crops at the model's input size and their ground truth (``xy_norm``)."""
+    """Crops at the model's input size and their ground truth (``xy_norm``): a small eval set.
+
+    It is a dataset to :class:`~landmarks.evaluate.Evaluator` (``len``, items with ``image``,
+    ``points`` and ``key``, ``content_hash``), so parity NMEs come from the one evaluation path.
+    """
 
     crops: np.ndarray
     points: np.ndarray
     source: str
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, count: int, source: str | None = None) -> ParityFaces:
+        """The first ``count`` faces of an opened dataset (the one parity face loader)."""
+        n = min(count, len(dataset))
+        name = source or f"{getattr(dataset, 'name', 'eval')} (first {n})"
+        if n == 0:
+            raise DataError(f"{name}: no faces to check parity on")
+        samples = [dataset[i] for i in range(n)]
+        points = np.stack([s["points"] for s in samples]).astype(np.float32)
+        crops = np.stack([s["image"] for s in samples]).astype(np.uint8)
+        return cls(crops, points, name)
+
+    @property
+    def name(self) -> str:
+        return self.source
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.crops[index], "points": self.points[index], "key": str(index)}
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.crops.tobytes() + self.points.tobytes()).hexdigest()
 
 
 def resolve_parity_spec(spec: str) -> str:
@@ -47,64 +83,52 @@ def load_parity_faces(spec: str, metadata: ArtifactMetadata, count: int) -> Pari
     dataset = open_dataset(
         source, input_size=metadata.input_size, crop_scale=metadata.crop_scale, synthetic_count=count
     )
-    n = min(count, len(dataset))
-    if n == 0:
-        raise DataError(f"{source}: no faces to check parity on")
-    samples = [dataset[i] for i in range(n)]
-    points = np.stack([s["points"] for s in samples]).astype(np.float32)
-    if points.shape[1] != metadata.num_points:
+    faces = ParityFaces.from_dataset(dataset, count, source)
+    if faces.num_points != metadata.num_points:
         raise DataError(
-            f"{source}: faces have {points.shape[1]} points but the model predicts {metadata.num_points}"
+            f"{source}: faces have {faces.num_points} points but the model predicts {metadata.num_points}"
         )
-    crops = np.stack([s["image"] for s in samples]).astype(np.uint8)
-    return ParityFaces(crops, points, source)
+    return faces
 
 
-def torch_reference(model: nn.Module, metadata: ArtifactMetadata, faces: ParityFaces) -> np.ndarray:
-    """The torch model's landmarks on ``faces``, ``[N, P, 2]``."""
+def torch_reference(model: nn.Module, metadata: ArtifactMetadata, evaluator: Evaluator) -> EvalReport:
+    """The torch model's evaluation on the parity faces (its landmarks and ``nme_io``)."""
     from landmarks.runtimes.torch_runtime import TorchPredictor
 
-    return TorchPredictor(model, metadata).predict(faces.crops).points
+    return evaluator.report(TorchPredictor(model, metadata))
 
 
 def check_parity(
     artifact: str | os.PathLike[str],
-    reference: np.ndarray,
-    faces: ParityFaces,
+    reference: EvalReport,
+    evaluator: Evaluator,
     bound: float,
     *,
     num_threads: int | None = None,
 ) -> ParityResult:
-    """Run ``artifact`` in its runtime on ``faces`` and compare with ``reference``."""
+    """Run ``artifact`` in its runtime on the evaluator's faces and compare with ``reference``."""
     from landmarks.runtimes import load_predictor
 
-    predictor = load_predictor(artifact, num_threads=num_threads)
-    candidate = predictor.predict(faces.crops).points
-    return compare(reference, candidate, faces, bound, runtime=predictor.runtime)
+    candidate = evaluator.report(load_predictor(artifact, num_threads=num_threads))
+    return compare(reference, candidate, bound)
 
 
-def compare(
-    reference: np.ndarray, candidate: np.ndarray, faces: ParityFaces, bound: float, *, runtime: str
-) -> ParityResult:
-    """Pure comparison: landmark differences and ``nme_io`` (percent) of each against ground truth."""
-    reference = np.asarray(reference, np.float64)
-    candidate = np.asarray(candidate, np.float64)
-    if candidate.shape != reference.shape:
+def compare(reference: EvalReport, candidate: EvalReport, bound: float) -> ParityResult:
+    """Pure comparison of two evaluations of the same faces: landmark differences and ``nme_io``."""
+    ref = np.asarray(reference.pred, np.float64)
+    cand = np.asarray(candidate.pred, np.float64)
+    if cand.shape != ref.shape:
         diff = np.array([np.inf])
     else:
-        diff = np.abs(candidate - reference)
+        diff = np.abs(cand - ref)
         diff = np.where(np.isfinite(diff), diff, np.inf)
     return ParityResult(
-        runtime=runtime,
-        data=faces.source,
-        num_faces=len(faces.crops),
+        runtime=candidate.runtime,
+        data=candidate.dataset,
+        num_faces=len(cand),
         max_abs_diff=float(diff.max()),
         mean_abs_diff=float(diff.mean()),
-        nme_io_reference=_nme_io(reference, faces.points),
-        nme_io_candidate=_nme_io(candidate, faces.points) if candidate.shape == reference.shape else np.inf,
+        nme_io_reference=float(reference.metrics.nme_io),
+        nme_io_candidate=float(candidate.metrics.nme_io) if cand.shape == ref.shape else np.inf,
         bound=bound,
     )
-
-
-def _nme_io(pred: np.ndarray, gt: np.ndarray) -> float:
-    return float(np.mean(nme_interocular(pred, gt)) * 100.0)

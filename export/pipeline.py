@@ -14,7 +14,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 from export.config import ExportConfig
@@ -26,13 +25,14 @@ from export.tflite_export import (
     is_installed,
     onnx_to_saved_model,
     saved_model_to_tflite,
-    write_sidecar,
 )
+from landmarks.artifact import sidecar_path, write_sidecar
 from landmarks.atomic import atomic_path
+from landmarks.cli import check_output_dir
 from landmarks.errors import ConfigError, ModelError, UnsupportedBackendError
+from landmarks.evaluate import EvalReport, Evaluator
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256, load_checkpoint
-from landmarks.runtimes.tflite_runtime import sidecar_path
 
 log = logging.getLogger("export")
 
@@ -93,10 +93,11 @@ def export_model(
     _check_tools(config)
     if faces is None:
         faces = load_parity_faces(config.parity_data, metadata, config.parity_count)
-    reference = torch_reference(model, metadata.replace(layout="NCHW"), faces)
+    evaluator = Evaluator(faces, name=faces.source)
+    reference = torch_reference(model, metadata.replace(layout="NCHW"), evaluator)
     with tempfile.TemporaryDirectory(prefix="landmarks-export-") as tmp:
         stage = Path(tmp)
-        staged = _build_and_check(model, metadata, stage, out_dir, name, config, faces, reference)
+        staged = _build_and_check(model, metadata, stage, out_dir, name, config, evaluator, reference)
         artifacts = [s.artifact for s in staged]
         if not all(a.passed for a in artifacts):
             raise ParityError(artifacts)
@@ -112,8 +113,8 @@ def _build_and_check(
     out_dir: Path,
     name: str,
     config: ExportConfig,
-    faces: ParityFaces,
-    reference: np.ndarray,
+    evaluator: Evaluator,
+    reference: EvalReport,
 ) -> list[_Staged]:
     staged: list[_Staged] = []
     onnx_path = stage / f"{name}.onnx"
@@ -121,11 +122,11 @@ def _build_and_check(
     export_onnx(model, metadata, onnx_path, opset=config.opset)
     onnx_meta = metadata.replace(layout="NCHW")
     if "onnx" in config.formats:
-        staged.append(_check(onnx_path, out_dir, "onnx", "fp32", onnx_meta, faces, reference,
+        staged.append(_check(onnx_path, out_dir, "onnx", "fp32", onnx_meta, evaluator, reference,
                              config.parity_bound_onnx, config))
     if config.fp16:
         fp16_path = write_fp16_variant(onnx_path, stage / f"{name}.fp16.onnx")
-        staged.append(_check(fp16_path, out_dir, "onnx", "fp16", onnx_meta, faces, reference,
+        staged.append(_check(fp16_path, out_dir, "onnx", "fp16", onnx_meta, evaluator, reference,
                              config.parity_bound_fp16, config))
     if "tflite" in config.formats:
         log.info("converting %s to TFLite via onnx2tf", name)
@@ -133,7 +134,7 @@ def _build_and_check(
         tflite_path = saved_model_to_tflite(saved_model, stage / f"{name}.tflite")
         tflite_meta = metadata.replace(layout="NHWC")
         write_sidecar(tflite_path, tflite_meta)
-        staged.append(_check(tflite_path, out_dir, "tflite", "fp32", tflite_meta, faces, reference,
+        staged.append(_check(tflite_path, out_dir, "tflite", "fp32", tflite_meta, evaluator, reference,
                              config.parity_bound_tflite, config))
     return staged
 
@@ -144,12 +145,12 @@ def _check(
     fmt: str,
     precision: str,
     metadata: ArtifactMetadata,
-    faces: ParityFaces,
-    reference: np.ndarray,
+    evaluator: Evaluator,
+    reference: EvalReport,
     bound: float,
     config: ExportConfig,
 ) -> _Staged:
-    parity = check_parity(path, reference, faces, bound, num_threads=config.num_threads)
+    parity = check_parity(path, reference, evaluator, bound, num_threads=config.num_threads)
     log.info("%s: max |diff| %.2e (bound %.0e)", path.name, parity.max_abs_diff, bound)
     target = out_dir / path.name
     artifact = ExportedArtifact(
@@ -184,7 +185,7 @@ def _public_mode() -> int:
 
 
 def _check_metadata_fits(model: nn.Module, metadata: ArtifactMetadata, checkpoint: Path) -> None:
-    """The checkpoint's section-2 keys must describe its own architecture, or exports would lie."""
+    """The checkpoint's metadata keys must describe its own architecture, or exports would lie."""
     arch_config = getattr(model, "config", None)
     for key in ("input_size", "num_points"):
         built = getattr(arch_config, key, None)
@@ -196,14 +197,7 @@ def _check_metadata_fits(model: nn.Module, metadata: ArtifactMetadata, checkpoin
 
 
 def _check_out_dir(out_dir: str | os.PathLike[str]) -> None:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: output folder is an existing file")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{out}: cannot create output folder, {parent} is a file")
-            break
+    check_output_dir(out_dir, "output folder")
 
 
 def _check_tools(config: ExportConfig) -> None:

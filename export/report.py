@@ -1,4 +1,4 @@
-"""What an export returns: one record per artifact, ready for the recipe manifest (design section 5)."""
+"""What an export returns: one record per artifact, ready for the recipe manifest (docs/DESIGN.md, "Manifest")."""
 
 from __future__ import annotations
 

@@ -27,10 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from landmarks.atomic import write_json
 from landmarks.errors import ModelError, UnsupportedBackendError
-from landmarks.metadata import ArtifactMetadata
-from landmarks.runtimes.tflite_runtime import sidecar_path
 
 SIGNATURE_KEY = "serving_default"
 _CONVERTER_MODULES = ("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx")
@@ -136,11 +133,6 @@ def saved_model_to_tflite(
     out_path = Path(out_path)
     out_path.write_bytes(flatbuffer)
     return out_path
-
-
-def write_sidecar(tflite_path: str | os.PathLike[str], metadata: ArtifactMetadata) -> Path:
-    """The section-2 keys of a ``.tflite`` file, in ``<file>.tflite.json`` beside it (atomic)."""
-    return write_json(sidecar_path(tflite_path), metadata.replace(layout="NHWC").to_strings())
 
 
 def _quiet_tensorflow_import() -> None:

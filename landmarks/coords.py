@@ -1,4 +1,4 @@
-"""The coordinate conventions of design section 1, each in one place.
+"""The coordinate conventions of docs/DESIGN.md, "Coordinates", each in one place.
 
 * On disk (iBUG ``.pts``): 1-based pixel indices.
 * In memory: 0-based continuous coordinates; pixel column ``k`` spans ``[k, k+1)``.
@@ -50,7 +50,7 @@ class CropTransform:
 
     @classmethod
     def from_box(cls, box: np.ndarray, crop_scale: float, size: int) -> CropTransform:
-        """The section-1 crop of a face box: centred, side ``crop_scale * max(w, h)``."""
+        """The standard crop of a face box: centred, side ``crop_scale * max(w, h)``."""
         x0, y0, x1, y1 = (float(v) for v in box)
         side = crop_scale * max(x1 - x0, y1 - y0, 1e-6)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -82,7 +82,7 @@ def warp_continuous(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndar
 
 
 def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int) -> tuple[np.ndarray, CropTransform]:
-    """Cut the section-1 crop of ``box`` out of ``image``; returns the crop and its transform."""
+    """Cut the standard crop of ``box`` out of ``image``; returns the crop and its transform."""
     transform = CropTransform.from_box(box, crop_scale, size)
     return warp_continuous(image, transform.matrix(), size), transform
 

@@ -1,7 +1,7 @@
 """Errors a user can cause, and the one place that turns them into a clean exit.
 
 Every CLI wraps its body in :func:`cli_errors`: a :class:`LandmarksError` becomes one line
-on stderr and exit status 2 (usage or input error, design section 4); anything else is a bug
+on stderr and exit status 2 (usage or input error, docs/DESIGN.md, "Gate"); anything else is a bug
 and keeps its traceback.
 """
 

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def print_table(report) -> None:
-    """The section-3 metrics, each NME with the normalizer it uses."""
+    """The metrics of docs/DESIGN.md, each NME with the normalizer it uses."""
     from rich.console import Console
     from rich.table import Table
 

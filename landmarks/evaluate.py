@@ -1,14 +1,21 @@
-"""Evaluate one predictor on one annotated dataset: the section-3 metrics and per-image errors.
+"""The one evaluation path: a predictor on an annotated dataset -> metrics and per-image errors.
 
 Usage::
 
-    from landmarks.evaluate import evaluate
+    from landmarks.evaluate import Evaluator, evaluate
     from landmarks.runtimes import load_predictor
 
     report = evaluate(load_predictor("student.onnx"), "data/300w/helen/testset")
     print(report.metrics.nme_io)
 
-Errors are computed in crop pixels of the section-1 crop built from the predictor's own
+    evaluator = Evaluator(dataset)              # one eval set, many models (gate, parity, recipes)
+    evaluator.nme(load_predictor("student.int8.onnx"))
+
+:class:`Evaluator` caches each report per (artifact hash, eval-set hash) in an :class:`EvalCache`
+that callers may share across a whole run, so every (artifact, eval set) pair is evaluated once.
+Metrics are defined in ``docs/DESIGN.md`` ("Metrics").
+
+Errors are computed in crop pixels of the crop (``docs/DESIGN.md``, "Coordinates") built from the predictor's own
 ``input_size`` and ``crop_scale``. The crop is a similarity transform of the image, so
 ``nme_io`` and ``nme_box`` equal their values in original-image coordinates; ``nme_img`` is
 relative to the crop side.
@@ -16,6 +23,7 @@ relative to the crop side.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,6 +133,94 @@ def evaluate(
         metadata=meta,
         images=np.concatenate(kept),
     )
+
+
+EvalKey = tuple[str, str]  # (artifact identity, eval-set content hash)
+DEFAULT_KEEP_IMAGES = 16
+
+
+class EvalCache:
+    """Evaluation reports of one run, keyed by (artifact identity, eval-set content hash).
+
+    ``evaluated`` lists every key in the order it was actually evaluated (cache misses), so a
+    run can show that no (artifact, eval set) pair was evaluated twice.
+    """
+
+    def __init__(self) -> None:
+        self._reports: dict[EvalKey, EvalReport] = {}
+        self.evaluated: list[EvalKey] = []
+
+    def get(self, key: EvalKey) -> EvalReport | None:
+        return self._reports.get(key)
+
+    def put(self, key: EvalKey, report: EvalReport) -> None:
+        self._reports[key] = report
+        self.evaluated.append(key)
+
+
+class Evaluator:
+    """One eval set, named by its content hash; ``report(predictor)`` evaluates each artifact once.
+
+    ``limit`` evaluates the first faces only (export's parity set). Pass one ``cache`` to every
+    evaluator of a run to share results across stages.
+    """
+
+    def __init__(self, dataset: Any, name: str | None = None, *, limit: int | None = None,
+                 cache: EvalCache | None = None) -> None:
+        if len(dataset) == 0:
+            raise DataError("the eval set is empty; it needs at least one annotated face")
+        self.dataset = dataset
+        self.name = name or str(getattr(dataset, "name", "") or getattr(dataset, "spec", "") or "eval")
+        self.limit = limit
+        self.count = len(dataset) if limit is None else min(limit, len(dataset))
+        self.cache = cache if cache is not None else EvalCache()
+        self._hash: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over the per-face content hashes: names the eval set in reports and manifests."""
+        if self._hash is None and callable(getattr(self.dataset, "content_hash", None)):
+            self._hash = str(self.dataset.content_hash())
+        if self._hash is None:
+            digest = hashlib.sha256()
+            for item in dataset_hashes(self.dataset):
+                digest.update(item.encode())
+            self._hash = digest.hexdigest()
+        if self.limit is not None and self.count < len(self.dataset):
+            return f"{self._hash}[:{self.count}]"
+        return self._hash
+
+    def key(self, predictor: Predictor) -> EvalKey:
+        return artifact_identity(predictor), self.content_hash
+
+    def report(self, predictor: Predictor) -> EvalReport:
+        """The predictor's :class:`EvalReport` on this set, evaluated on first request only."""
+        key = self.key(predictor)
+        report = self.cache.get(key)
+        if report is None:
+            report = evaluate(predictor, self.dataset, limit=self.limit, progress=False,
+                              keep_images=DEFAULT_KEEP_IMAGES)
+            self.cache.put(key, report)
+        return report
+
+    def nme(self, predictor: Predictor) -> float:
+        """``nme_io`` in percent."""
+        return float(self.report(predictor).metrics.nme_io)
+
+
+def artifact_identity(predictor: Predictor) -> str:
+    """What a predictor runs: ``<runtime>:<sha256 of its file>:<metadata>``, or the live module's id."""
+    from landmarks.models.checkpoint import file_sha256
+
+    path = getattr(predictor, "path", None)
+    source = f"sha256={file_sha256(path)}" if path is not None else f"object={id(predictor)}"
+    meta = hashlib.sha256(repr(sorted(predictor.metadata.to_strings().items())).encode()).hexdigest()[:16]
+    return f"{predictor.runtime}:{source}:{meta}"
+
+
+def dataset_hashes(dataset: Any) -> list[str]:
+    hashes = dataset.item_hashes()
+    return [str(h) for h in (hashes.values() if isinstance(hashes, dict) else hashes)]
 
 
 def _open(data: Any, meta: ArtifactMetadata) -> tuple[Any, str]:

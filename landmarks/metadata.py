@@ -1,4 +1,4 @@
-"""Self-describing artifacts (design section 2): how to feed a model and read its output.
+"""Self-describing artifacts (docs/DESIGN.md, "Artifact metadata"): how to feed a model and read its output.
 
 ONNX files carry these keys in ``metadata_props``; TFLite files in a sidecar ``<file>.json``;
 torch checkpoints in their ``metadata`` entry. This module is the only place the key names
@@ -51,7 +51,7 @@ class ArtifactMetadata:
         return ArtifactMetadata(**values)
 
     def to_strings(self) -> dict[str, str]:
-        """The section-2 key/value strings (``landmarks.mean`` -> ``"0.5,0.5,0.5"``)."""
+        """The metadata key/value strings (``landmarks.mean`` -> ``"0.5,0.5,0.5"``)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -64,14 +64,14 @@ class ArtifactMetadata:
 
     @classmethod
     def from_strings(cls, props: dict[str, str], where: str = "artifact") -> ArtifactMetadata:
-        """Parse section-2 strings; a missing or malformed key is a :class:`ModelError`."""
+        """Parse metadata strings; a missing or malformed key is a :class:`ModelError`."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = PREFIX + f.name
             if key not in props:
                 if f.name == "source":
                     continue
-                raise ModelError(f"{where}: missing metadata key {key!r} (design section 2)")
+                raise ModelError(f"{where}: missing metadata key {key!r} (docs/DESIGN.md, 'Artifact metadata')")
             raw = props[key]
             try:
                 if f.name in ("num_points", "input_size"):

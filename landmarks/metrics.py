@@ -1,4 +1,4 @@
-"""Landmark accuracy metrics of design section 3, vectorized over images.
+"""Landmark accuracy metrics of docs/DESIGN.md, "Metrics", vectorized over images.
 
 Every NME here is the per-image mean point-to-point L2 error divided by a normalizer,
 averaged over images and reported in percent. Failure rates and AUC use ``nme_io`` as a
@@ -78,7 +78,7 @@ def ced_curve(errors: np.ndarray, max_error: float = 0.10, steps: int = 201) -> 
 
 @dataclass(frozen=True)
 class LandmarkMetrics:
-    """The summary table of design section 3 (NMEs in percent, FR and AUC as fractions)."""
+    """The summary table of docs/DESIGN.md, "Metrics" (NMEs in percent, FR and AUC as fractions)."""
 
     num_images: int
     nme_io: float
@@ -96,7 +96,7 @@ class LandmarkMetrics:
 def compute_metrics(
     pred: np.ndarray, gt: np.ndarray, image_size: float
 ) -> tuple[LandmarkMetrics, dict[str, np.ndarray]]:
-    """All section-3 metrics plus the per-image errors (fractions) they came from."""
+    """All metrics of docs/DESIGN.md plus the per-image errors (fractions) they came from."""
     per_image = {
         "nme_io": nme_interocular(pred, gt),
         "nme_box": nme_box(pred, gt),

@@ -73,7 +73,7 @@ def plot_samples(
         if i >= count:
             continue
         height, width = images[i].shape[:2]
-        # extent puts pixel k over [k, k+1): the continuous coordinates of design section 1
+        # extent puts pixel k over [k, k+1): the continuous coordinates of docs/DESIGN.md, "Coordinates"
         ax.imshow(images[i], extent=(0, width, height, 0), interpolation="nearest")
         if gt is not None:
             ax.scatter(gt[i][:, 0] * width, gt[i][:, 1] * height, s=8, c=GT_COLOR, linewidths=0)

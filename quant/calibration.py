@@ -61,6 +61,12 @@ class CalibrationReader(_ReaderBase):
             other._inputs = self._inputs
         return other
 
+    def head(self, count: int) -> CalibrationReader:
+        """The first ``count`` faces, sharing the decoded inputs (the sensitivity pass's subset)."""
+        other = CalibrationReader(self.dataset, self.metadata, self.input_name, limit=min(count, len(self)))
+        other._inputs = self.inputs[:count]
+        return other
+
     def get_next(self) -> dict[str, np.ndarray] | None:
         inputs = self.inputs
         if self._pos >= len(inputs):

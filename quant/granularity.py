@@ -23,12 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from quant.sqnr import weight_sqnr_db
 
 GRANULARITIES = ("auto", "per-channel", "per-tensor")
 DEFAULT_MIN_SQNR_DB = 30.0
-_INT8_MAX = 127.0
-_SQNR_CAP = 100.0
 
 
 @dataclass(frozen=True)
@@ -42,27 +40,6 @@ class WeightChoice:
     sqnr_per_tensor_db: float
     sqnr_per_channel_db: float
     per_channel: bool
-
-
-def weight_sqnr_db(weights: np.ndarray, axis: int, *, per_channel: bool) -> float:
-    """Worst output channel's SQNR in dB under symmetric int8 (+-127) quantization.
-
-    Scales are one per tensor, or one per slice along ``axis`` with ``per_channel``. The worst
-    channel, not the whole tensor: one outlier channel that stretches a shared scale rounds the
-    others to zero, while the tensor's total noise ratio, dominated by the outlier, looks fine.
-    All-zero channels are skipped; a noiseless tensor counts as 100 dB.
-    """
-    w = np.moveaxis(np.asarray(weights, np.float64), axis, 0).reshape(np.shape(weights)[axis], -1)
-    peak = np.abs(w).max(axis=1, keepdims=True) if per_channel else np.abs(w).max(keepdims=True)
-    scale = np.where(peak > 0, peak / _INT8_MAX, 1.0)
-    noise = np.sum((w - np.clip(np.round(w / scale), -_INT8_MAX, _INT8_MAX) * scale) ** 2, axis=1)
-    signal = np.sum(w**2, axis=1)
-    live = signal > 0
-    if not live.any():
-        return _SQNR_CAP
-    with np.errstate(divide="ignore"):
-        ratio = 10.0 * np.log10(signal[live] / noise[live])
-    return float(min(np.min(ratio), _SQNR_CAP))
 
 
 def choose(model: Any, granularity: str = "auto", min_sqnr_db: float = DEFAULT_MIN_SQNR_DB) -> list[WeightChoice]:

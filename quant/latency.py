@@ -73,9 +73,9 @@ def _onnx_runner(path: Path, threads: int) -> Callable[[], None]:
 
 
 def _tflite_runner(path: Path, threads: int) -> Callable[[], None]:
-    from landmarks.runtimes.tflite_runtime import _interpreter_class
+    from landmarks.runtimes.tflite_runtime import interpreter_class
 
-    interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
+    interpreter = interpreter_class()(model_path=str(path), num_threads=threads)
     detail = interpreter.get_input_details()[0]
     shape = [1, *[int(d) for d in detail["shape"][1:]]]
     if list(detail["shape"]) != shape:

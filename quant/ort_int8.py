@@ -4,7 +4,7 @@
 (tensor ranges from a :class:`~quant.calibration.CalibrationReader`, cached as JSON so the
 fallback loop re-quantizes without re-running calibration) -> ``convert`` (QDQ graph with
 per-tensor or per-channel weight scales chosen per layer by :mod:`quant.granularity`, slimmed
-by :mod:`quant.onnx_slim`, section-2 metadata copied from the FP32 model).
+by :mod:`quant.onnx_slim`, artifact metadata copied from the FP32 model).
 
 Default types: QUInt8 activations with QInt8 weights (U8S8). Measured on pfld025
 (onnxruntime 1.32, x86 with AVX-512 VNNI): with U8S8 the CPU provider fuses every QDQ conv and
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from landmarks.artifact import write_onnx_metadata
 from landmarks.atomic import atomic_path
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
@@ -85,11 +86,6 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
     except onnx.checker.ValidationError as err:
         raise ModelError(f"{path}: invalid ONNX graph ({_first_line(err)})") from None
     return model
-
-
-def read_metadata(model: Any, where: str) -> ArtifactMetadata:
-    props = {p.key: p.value for p in model.metadata_props}
-    return ArtifactMetadata.from_strings(props, where=where)
 
 
 def prepare(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
@@ -169,7 +165,7 @@ def convert(
         if compact:
             compact_names(model)
         if metadata is not None:
-            set_metadata(model, metadata)
+            write_onnx_metadata(model, metadata)
         onnx.save(model, str(tmp))
     return out_path
 
@@ -179,16 +175,6 @@ def weight_choices(prepared_path: str | os.PathLike[str], config: StaticInt8Conf
     import onnx
 
     return choose(onnx.load(str(prepared_path)), config.weight_granularity, config.min_weight_sqnr_db)
-
-
-def set_metadata(model: Any, metadata: ArtifactMetadata) -> None:
-    """Replace the section-2 keys in ``metadata_props``, keeping any other keys."""
-    strings = metadata.to_strings()
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in strings]
-    del model.metadata_props[:]
-    for key, value in [*kept, *strings.items()]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
 
 
 def quantized_node_names(model_path: str | os.PathLike[str]) -> list[str]:

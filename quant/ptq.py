@@ -5,7 +5,7 @@ Usage::
     python -m quant.ptq student.onnx --calib data/train --eval data/test --max-regression 0.02
     python -m quant.ptq student.onnx --out student.int8.tflite      # TFLite full-integer
 
-The pipeline (:func:`run_ptq`): check the model and its section-2 metadata -> open calibration
+The pipeline (:func:`run_ptq`): check the model and its artifact metadata -> open calibration
 and eval sets (disjoint by content hash) -> prepare, calibrate once, convert -> gate against
 the FP32 reference in the candidate's runtime -> on reject, keep the most sensitive nodes in
 float and retry -> measure latency -> write the report -> place the artifact in the release
@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from landmarks.cli import add_version_flag
+from landmarks.artifact import copy_with_sidecar, read_onnx_metadata
+from landmarks.cli import add_version_flag, check_output_file
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, ModelError, cli_errors
+from landmarks.evaluate import Evaluator
 from landmarks.metadata import ArtifactMetadata
-from quant.accuracy_gate.evaluator import Evaluator
 from quant.accuracy_gate.gate import GateConfig, GateReport, check_disjoint, place_artifact, run_gate
-from quant.calibration import DEFAULT_CALIB_COUNT, CalibrationReader, representative_dataset
+from quant.backend import Int8Backend, open_backend
+from quant.calibration import DEFAULT_CALIB_COUNT, CalibrationReader
 from quant.fallback import Attempt, FallbackResult, restore_until_pass
 from quant.ort_int8 import StaticInt8Config, load_onnx
 from quant.report import QuantReport
@@ -36,7 +38,6 @@ from quant.tflite_int8 import TfliteInt8Config
 FORMATS = ("onnx", "tflite")
 DEFAULT_EVAL_COUNT = 128
 EVAL_SEED = 1_000_000  # synthetic eval faces start here; calibration starts at seed 0
-RANK_COUNT = 32  # calibration faces used for the sensitivity pass
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,16 @@ def run_ptq(
     metadata: ArtifactMetadata | None = None,
     calib_dataset: Any = None,
     eval_dataset: Any = None,
+    evaluator: Evaluator | None = None,
+    reference: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> PtqResult:
     """Quantize ``model`` (FP32 ONNX), gate it, and place the result; see the module docstring.
 
-    ``metadata`` stands in for an ONNX without section-2 keys. Datasets may be passed opened
-    (tests, the recipe stage); otherwise ``config.calib``/``config.eval`` are opened.
+    ``metadata`` stands in for an ONNX without metadata keys. Datasets may be passed opened
+    (tests, the recipe stage); otherwise ``config.calib``/``config.eval`` are opened. A recipe
+    passes its run's ``evaluator`` (so no artifact is evaluated twice) and, for TFLite, the
+    exported FP32 ``reference`` that ships beside the INT8 file; the verdict returned is final.
     """
     config = config or PtqConfig()
     model = Path(model)
@@ -106,23 +111,23 @@ def run_ptq(
     metadata, input_name = _model_metadata(model, metadata)
     calib_dataset = calib_dataset if calib_dataset is not None else _open(
         config.calib, metadata, seed=0, count=config.onnx.calib_count, what="calibration")
-    eval_dataset = eval_dataset if eval_dataset is not None else _open(
-        config.eval, metadata, seed=EVAL_SEED, count=config.eval_count, what="eval")
-    check_disjoint(calib_dataset, eval_dataset)
+    if evaluator is None:
+        eval_dataset = eval_dataset if eval_dataset is not None else _open(
+            config.eval, metadata, seed=EVAL_SEED, count=config.eval_count, what="eval")
+        evaluator = Evaluator(eval_dataset, name=_name(eval_dataset, config.eval))
+    check_disjoint(calib_dataset, evaluator.dataset)
     reader = CalibrationReader(calib_dataset, metadata, input_name, limit=config.onnx.calib_count)
     reader.inputs  # noqa: B018 - decode the calibration set now: unreadable data fails before work
-    evaluator = Evaluator(eval_dataset, name=_name(eval_dataset, config.eval))
 
     with tempfile.TemporaryDirectory(prefix="quant.ptq.") as tmp:
         workdir = Path(tmp)
-        staged = workdir / "final" / out.name
-        if config.format == "onnx":
-            result, reference, settings = _quantize_onnx(model, metadata, reader, evaluator, config, workdir, log)
-        else:
-            result, reference, settings = _quantize_tflite(model, metadata, reader, evaluator, config, workdir, log)
-        _stage(result.path, staged)
+        backend = open_backend(config.format, model, metadata, reader, config, workdir, log,
+                               reference=Path(reference) if reference is not None else None)
+        result = _gate_with_fallback(backend, _gate_against(backend, metadata, evaluator, config), config, log)
+        settings = backend.settings()
+        staged = copy_with_sidecar(result.path, workdir / "final" / out.name)
         gate = result.report
-        latency = _latency(reference, staged, config) if config.latency else (None, None)
+        latency = _latency(backend.reference, staged, config) if config.latency else (None, None)
         final = place_artifact(gate, staged, out.parent, out.parent / "rejected")
         report = QuantReport(
             model=str(model),
@@ -156,135 +161,42 @@ def run_ptq(
     return PtqResult(report, gate, final, paths)
 
 
-def _quantize_onnx(model, metadata, reader, evaluator, config, workdir, log):
+def _gate_against(backend: Int8Backend, metadata: ArtifactMetadata, evaluator: Evaluator,
+                  config: PtqConfig) -> Callable[[Path, tuple[str, ...]], GateReport]:
+    """The gate of one candidate against the backend's FP32 reference, in the candidate's runtime."""
     from landmarks.runtimes import load_predictor
-    from quant import ort_int8
-    from quant.fallback import rank_ort
 
-    prepared = ort_int8.prepare(model, workdir / "prepared.onnx")
-    cache = ort_int8.calibrate(prepared, reader, config.onnx, workdir / "calibration.json")
-    reference = load_predictor(model, num_threads=config.threads, metadata=metadata)
-    attempt = iter(range(1_000_000))
-    onnx_config = config.onnx
-
-    def build(float_nodes: tuple[str, ...], *, compact: bool = True) -> Path:
-        out = workdir / f"candidate{next(attempt)}.onnx"
-        return ort_int8.convert(prepared, out, None, onnx_config, cache_path=cache,
-                                nodes_to_exclude=float_nodes, metadata=metadata, compact=compact)
+    # an ONNX reference may lack metadata keys (then ``metadata`` came from flags); a .tflite has its sidecar
+    reference = load_predictor(backend.reference, num_threads=config.threads,
+                               metadata=metadata if backend.format == "onnx" else None)
 
     def gate(path: Path, float_nodes: tuple[str, ...]) -> GateReport:
         candidate = load_predictor(path, num_threads=config.threads)
         return run_gate(candidate, reference, None, config.gate, evaluator=evaluator, float_nodes=float_nodes)
 
-    def rank(first: Path) -> list:
-        return rank_ort(prepared, build((), compact=False), _subset(reader))
-
-    def per_channel_everywhere() -> bool:
-        """After a failed ``auto`` candidate: per-channel scales on every weight, then float nodes."""
-        nonlocal onnx_config
-        choices = ort_int8.weight_choices(prepared, onnx_config)
-        if onnx_config.weight_granularity != "auto" or all(c.per_channel for c in choices):
-            return False
-        onnx_config = replace(onnx_config, weight_granularity="per-channel")
-        log("retrying with per-channel weight scales on every layer")
-        return True
-
-    result = _gate_with_fallback(build, gate, rank, config, log, widen=per_channel_everywhere)
-    choices = ort_int8.weight_choices(prepared, onnx_config)
-    settings = {
-        "calibration_method": onnx_config.method,
-        "quant_format": "QDQ",
-        "activation_type": onnx_config.activation_type,
-        "weight_type": onnx_config.weight_type,
-        "weight_granularity": onnx_config.weight_granularity,
-        "min_weight_sqnr_db": onnx_config.min_weight_sqnr_db,
-        "per_channel_weights": [c.node or c.name for c in choices if c.per_channel],
-        "per_tensor_weights": len([c for c in choices if not c.per_channel]),
-        "reduce_range": onnx_config.reduce_range,
-        "quant_pre_process": True,
-    }
-    return result, model, settings
+    return gate
 
 
-def _quantize_tflite(model, metadata, reader, evaluator, config, workdir, log):
-    from export.tflite_export import write_sidecar
-    from landmarks.runtimes import load_predictor
-    from quant import tflite_int8
-
-    if config.onnx.method != "minmax":
-        raise ConfigError("TFLite calibration is the converter's own (min/max); --method applies to ONNX only")
-    nhwc = metadata.replace(layout="NHWC")
-    saved_model = tflite_int8.to_saved_model(model, workdir)
-    reference_path = tflite_int8.convert_float(saved_model, workdir / "reference.fp32.tflite")
-    write_sidecar(reference_path, metadata)
-    tf_reader = reader.with_input("input", nhwc)
-    calibrated = tflite_int8.calibrate(saved_model, representative_dataset(tf_reader), workdir)
-    reference = load_predictor(reference_path, num_threads=config.threads)
-    attempt = iter(range(1_000_000))
-
-    tflite_config = config.tflite
-
-    def build(float_nodes: tuple[str, ...]) -> Path:
-        out = workdir / f"candidate{next(attempt)}.tflite"
-        tflite_int8.convert(calibrated, out, tflite_config, denylisted_nodes=float_nodes)
-        write_sidecar(out, metadata)
-        return out
-
-    def gate(path: Path, float_nodes: tuple[str, ...]) -> GateReport:
-        candidate = load_predictor(path, num_threads=config.threads)
-        return run_gate(candidate, reference, None, config.gate, evaluator=evaluator, float_nodes=float_nodes)
-
-    def rank(first: Path) -> list:
-        return tflite_int8.rank(calibrated, tflite_config, representative_dataset(_subset(tf_reader)), workdir)
-
-    def per_channel_everywhere() -> bool:
-        """After a failed ``auto`` (one scale per tensor) candidate: per-channel, then float nodes."""
-        nonlocal tflite_config
-        if tflite_config.weight_granularity != "auto":
-            return False
-        tflite_config = replace(tflite_config, weight_granularity="per-channel")
-        log("retrying with per-channel weight scales")
-        return True
-
-    result = _gate_with_fallback(build, gate, rank, config, log, widen=per_channel_everywhere)
-    settings = {
-        "calibration_method": "minmax (TFLite converter)",
-        "converter": "onnx2tf SavedModel + tf.lite.TFLiteConverter, mlir_quantize",
-        "io_type": tflite_config.io_type,
-        "weight_granularity": tflite_config.weight_granularity,
-        "per_channel_weights": "all layers" if tflite_config.per_channel else "none",
-        "activations": "int8",
-        "weights": "int8",
-    }
-    return result, reference_path, settings
-
-
-def _gate_with_fallback(build, gate, rank, config: PtqConfig, log, widen=None) -> FallbackResult:
-    """Gate the all-INT8 candidate; on reject, ``widen()`` (finer scales, if it applies and
-    returns True) and gate again, then keep the most sensitive nodes in float."""
-    first_path = build(())
+def _gate_with_fallback(backend: Int8Backend, gate: Callable[[Path, tuple[str, ...]], GateReport],
+                        config: PtqConfig, log: Callable[[str], None]) -> FallbackResult:
+    """Gate the all-INT8 candidate; on reject, widen the weight scales (if that applies) and gate
+    again, then keep the most sensitive nodes in float."""
+    first_path = backend.build(())
     first = gate(first_path, ())
     log(f"all-INT8 candidate: {first.verdict_line()}")
     earlier: tuple[Attempt, ...] = ()
-    if not first.passed and config.fallback and widen is not None and widen():
+    if not first.passed and config.fallback and backend.widen():
         earlier = (Attempt.of(first),)
-        first_path = build(())
+        first_path = backend.build(())
         first = gate(first_path, ())
         log(f"all-INT8 candidate: {first.verdict_line()}")
     if first.passed or not config.fallback or config.max_float_nodes == 0:
         return FallbackResult(first, first_path, (*earlier, Attempt.of(first)))
     log("fallback: ranking nodes by quantization sensitivity")
-    ranking = rank(first_path)
-    result = restore_until_pass(ranking, build, gate, max_float_nodes=config.max_float_nodes,
+    ranking = backend.rank(first_path)
+    result = restore_until_pass(ranking, backend.build, gate, max_float_nodes=config.max_float_nodes,
                                 first=(first_path, first), log=log)
     return replace(result, attempts=(*earlier, *result.attempts))
-
-
-def _subset(reader: CalibrationReader) -> CalibrationReader:
-    subset = CalibrationReader(reader.dataset, reader.metadata, reader.input_name,
-                               limit=min(RANK_COUNT, len(reader)))
-    subset._inputs = reader.inputs[:RANK_COUNT]
-    return subset
 
 
 def _latency(reference: Path, candidate: Path, config: PtqConfig) -> tuple[float, float]:
@@ -294,20 +206,8 @@ def _latency(reference: Path, candidate: Path, config: PtqConfig) -> tuple[float
     return fp32.median_ms, int8.median_ms
 
 
-def _stage(src: Path, dst: Path) -> None:
-    """Copy the chosen candidate (and sidecar) under the requested file name, for placing."""
-    import shutil
-
-    from quant.accuracy_gate.gate import sidecars
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-    for sidecar in sidecars(src):
-        shutil.copyfile(sidecar, dst.with_name(dst.name + ".json"))
-
-
 def _model_metadata(model: Path, override: ArtifactMetadata | None) -> tuple[ArtifactMetadata, str]:
-    """The model's section-2 metadata (or ``override``) and the name of its image input."""
+    """The model's artifact metadata (or ``override``) and the name of its image input."""
     proto = load_onnx(model)
     weights = {t.name for t in proto.graph.initializer}
     inputs = [i.name for i in proto.graph.input if i.name not in weights]
@@ -315,9 +215,8 @@ def _model_metadata(model: Path, override: ArtifactMetadata | None) -> tuple[Art
         raise ModelError(f"{model}: expected one image input, found {len(inputs)} ({', '.join(inputs)})")
     if override is not None:
         return override, inputs[0]
-    props = {p.key: p.value for p in proto.metadata_props}
     try:
-        return ArtifactMetadata.from_strings(props, where=str(model)), inputs[0]
+        return read_onnx_metadata(proto, where=str(model)), inputs[0]
     except ModelError as err:
         raise ModelError(
             f"{err}; give --input-size (and --num-points, --mean, --std, --layout if not the defaults)"
@@ -342,7 +241,7 @@ def _name(dataset: Any, spec: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m quant.ptq", description=__doc__.splitlines()[0])
-    p.add_argument("model", help="FP32 ONNX model with section-2 metadata")
+    p.add_argument("model", help="FP32 ONNX model with artifact metadata")
     p.add_argument("--calib", default="synthetic", help="calibration data: a folder, or synthetic[:N]")
     p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration images used")
     p.add_argument("--eval", default="synthetic", help="eval set for the gate (disjoint from --calib)")
@@ -365,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-float-nodes", type=int, default=16, help="bound on nodes the fallback keeps float")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for evaluation and latency")
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure latency")
-    meta = p.add_argument_group("metadata for an ONNX without section-2 keys")
+    meta = p.add_argument_group("metadata for an ONNX without metadata keys")
     meta.add_argument("--input-size", type=int)
     meta.add_argument("--num-points", type=int, default=68)
     meta.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW")
@@ -379,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("quant.ptq"):
+        if args.out is not None:
+            check_output_file(args.out)
         fmt = args.format or (Path(args.out).suffix.lstrip(".") if args.out else "onnx")
         if fmt not in FORMATS:
             raise ConfigError(f"--out must end in .onnx or .tflite (or give --format), got {args.out}")

@@ -28,8 +28,9 @@ import numpy as np
 
 from landmarks.atomic import write_bytes
 from landmarks.errors import ConfigError, ModelError
-from quant.fallback import _SQNR_CAP, Sensitivity, per_channel_sqnr
 from quant.granularity import GRANULARITIES
+from quant.ranker import Sensitivity
+from quant.sqnr import SQNR_CAP, per_channel_sqnr
 
 IO_TYPES = ("int8", "float")
 
@@ -155,8 +156,8 @@ def rank(
         tensor = _verified_tensor(name, groups)
         if tensor is None:
             continue
-        sqnr = float(stats.get("channel_sqnr", _SQNR_CAP))
-        ranking.append(Sensitivity(tensor, _SQNR_CAP - sqnr if np.isfinite(sqnr) else 0.0, groups[tensor]))
+        sqnr = float(stats.get("channel_sqnr", SQNR_CAP))
+        ranking.append(Sensitivity(tensor, SQNR_CAP - sqnr if np.isfinite(sqnr) else 0.0, groups[tensor]))
     return sorted(ranking, key=lambda s: (-s.score, s.tensor))
 
 

@@ -2,7 +2,7 @@
 
     python -m recipes run recipes/quickstart.yaml --out runs/quickstart
 
-Writes the artifact folder of design section 5 (``manifest.json``, ``report.md``, ``release/``,
+Writes the artifact folder of docs/DESIGN.md, "Manifest" (``manifest.json``, ``report.md``, ``release/``,
 ``rejected/``, ``checkpoints/``); stages are cached by the content hash of their inputs.
 Names resolve lazily, so ``import recipes`` loads neither torch nor pydantic.
 """

@@ -11,8 +11,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from landmarks.metadata import ArtifactMetadata
 from recipes.schema import DataSpec, Recipe, spec_string
 
@@ -94,19 +92,7 @@ def parity_faces(recipe: Recipe, checkpoint: Path, count: int) -> Any:
     from export.parity import ParityFaces
     from landmarks.models.checkpoint import load_checkpoint
 
-    metadata = load_checkpoint(checkpoint).metadata
-    dataset = open_eval(recipe, metadata)
-    samples = [dataset[i] for i in range(min(count, len(dataset)))]
-    crops = np.stack([s["image"] for s in samples]).astype(np.uint8)
-    points = np.stack([s["points"] for s in samples]).astype(np.float32)
-    return ParityFaces(crops, points, f"{dataset.name} (first {len(samples)})")
-
-
-def onnx_metadata(path: Path) -> ArtifactMetadata:
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return ArtifactMetadata.from_strings(props, where=str(path))
+    return ParityFaces.from_dataset(open_eval(recipe, load_checkpoint(checkpoint).metadata), count)
 
 
 def ptq_config(recipe: Recipe, fmt: str) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 from landmarks.atomic import write_json, write_text
 from landmarks.models.checkpoint import file_sha256
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: the quantize record carries each INT8 verdict ("gate"), which the gate stage uses
 
 
 def hash_inputs(obj: Any) -> str:

@@ -1,8 +1,12 @@
 """The gate stage's work: every artifact against its reference, metrics, latency, placement.
 
-References (design section 4): the torch student for an FP32 export, the FP32 ONNX for the
-INT8 ONNX, the FP32 TFLite for the INT8 TFLite. Both sides run on the same eval set; the
-candidate in the runtime that ships it. Results land in ``<folder>/``::
+References (``docs/DESIGN.md``, "Gate"): the torch student for an FP32 export, the FP32 ONNX for
+the INT8 ONNX, the FP32 TFLite for the INT8 TFLite. Both sides run on the same eval set; the
+candidate in the runtime that ships it. Each artifact is gated once: an INT8 artifact's verdict
+is the one ``quant.ptq`` reached (against the same exported FP32 file) and is handed in as
+``verdicts``; the FP32 exports are gated here. Every (artifact, eval set) pair is evaluated once
+through one :class:`~landmarks.evaluate.Evaluator` whose cache the whole run shares. Results
+land in ``<folder>/``::
 
     release/  rejected/     the placed artifacts (sidecars travel with them)
     results.json            one entry per artifact + the torch references + the eval set
@@ -15,12 +19,16 @@ from __future__ import annotations
 import io
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from landmarks.artifact import copy_with_sidecar, sidecar_path
 from landmarks.atomic import write_bytes, write_json
+from landmarks.evaluate import EvalCache, Evaluator
+from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256
 from recipes import adapters
 from recipes.schema import Recipe, spec_string
@@ -39,25 +47,26 @@ def gate_all(
     teacher_checkpoint: Path | None,
     folder: Path,
     *,
-    float_nodes: dict[str, list[str]] | None = None,
+    verdicts: dict[str, dict[str, Any]] | None = None,
+    cache: EvalCache | None = None,
     root: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Gate, place and time every candidate; returns the path of ``results.json``.
+    """Gate (those without a verdict), place and time every candidate; returns ``results.json``.
 
+    ``verdicts``: :meth:`GateReport.as_dict` of artifacts already gated (INT8, by ``quant.ptq``).
     Checkpoint paths in the results are relative to ``root`` (the run folder) when inside it.
     """
-    from landmarks.evaluate import evaluate
     from landmarks.runtimes import load_predictor
-    from quant.accuracy_gate import Evaluator, place_artifact, run_gate
+    from quant.accuracy_gate import GateReport, place_artifact, run_gate
 
     threads = recipe.gate.threads
+    cache = cache if cache is not None else EvalCache()
     student = load_predictor(student_checkpoint, num_threads=threads)
-    evalset = adapters.open_eval(recipe, student.metadata)
-    evaluator = Evaluator(evalset, name=spec_string(recipe.data.eval))
+    evaluator = eval_set(recipe, student.metadata, cache)
     predictors: dict[str, Any] = {"torch_fp32": student}
     predictors |= {name: load_predictor(path, num_threads=threads) for name, path in candidates.items()}
-    evals = {name: evaluate(p, evalset, progress=False, keep_images=SAMPLE_COUNT) for name, p in predictors.items()}
+    evals = {name: evaluator.report(p) for name, p in predictors.items()}
     params = _inference_params(student.module, student.metadata.input_size)
     config = adapters.gate_config(recipe)
 
@@ -66,15 +75,13 @@ def gate_all(
         reference = REFERENCE[name]
         if reference not in predictors:
             raise KeyError(f"{name} needs its reference {reference}, which this recipe does not produce")
-        report = run_gate(predictors[name], predictors[reference], None, config, evaluator=evaluator,
-                          float_nodes=tuple((float_nodes or {}).get(name, ())), labels=(name, reference))
+        if name in (verdicts or {}):
+            report = replace(GateReport.from_dict(verdicts[name]), candidate_label=name, reference_label=reference)
+        else:
+            report = run_gate(predictors[name], predictors[reference], None, config, evaluator=evaluator,
+                              labels=(name, reference))
         log(report.verdict_line())
-        staged = folder / "staging" / path.name
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, staged)
-        sidecar = path.with_name(path.name + ".json")
-        if sidecar.is_file():
-            shutil.copyfile(sidecar, staged.with_name(sidecar.name))
+        staged = copy_with_sidecar(path, folder / "staging" / path.name)
         placed = place_artifact(report, staged, folder / "release", folder / "rejected")
         entries.append(_entry(name, placed, folder, predictors[name], evals[name], report, params))
     shutil.rmtree(folder / "staging", ignore_errors=True)
@@ -92,7 +99,7 @@ def gate_all(
     references = {"torch_fp32": _reference(student_checkpoint, evals["torch_fp32"], params, root)}
     if teacher_checkpoint is not None:
         teacher = load_predictor(teacher_checkpoint, num_threads=threads)
-        teacher_eval = evaluate(teacher, adapters.open_eval(recipe, teacher.metadata), progress=False, keep_images=0)
+        teacher_eval = eval_set(recipe, teacher.metadata, cache).report(teacher)
         references["teacher"] = _reference(teacher_checkpoint, teacher_eval,
                                            sum(p.numel() for p in teacher.module.parameters()), root)
         errors["teacher"] = teacher_eval.per_image["nme_io"].tolist()
@@ -101,20 +108,26 @@ def gate_all(
                   if e["name"] == name and e["verdict"] == "pass"), "torch_fp32")
     _write_samples(folder / "samples.npz", evals[shown])
     results = {
-        "metric": "nme_io: percent, inter-ocular normalizer (outer eye corners); design section 3",
+        "metric": "nme_io: percent, inter-ocular normalizer (outer eye corners); docs/DESIGN.md, Metrics",
         "eval_set": {"name": evaluator.name, "count": evaluator.count, "content_hash": evaluator.content_hash},
         "references": references,
         "artifacts": entries,
         "samples": shown,
+        "evaluations": [list(key) for key in cache.evaluated],
     }
     write_json(folder / "errors.json", errors)
     return write_json(folder / "results.json", results)
 
 
+def eval_set(recipe: Recipe, metadata: ArtifactMetadata, cache: EvalCache) -> Evaluator:
+    """The recipe's eval set cropped for ``metadata``, evaluated through the run's ``cache``."""
+    return Evaluator(adapters.open_eval(recipe, metadata), name=spec_string(recipe.data.eval), cache=cache)
+
+
 def _entry(name: str, placed: Path, folder: Path, predictor: Any, evaluation: Any, report: Any,
            params: int) -> dict[str, Any]:
     fmt, precision = name.split("_")
-    sidecar = placed.with_name(placed.name + ".json")
+    sidecar = sidecar_path(placed)
     regression = report.regression if np.isfinite(report.regression) else str(report.regression)
     return {
         "name": name,

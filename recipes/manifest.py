@@ -1,4 +1,4 @@
-"""``manifest.json`` (design section 5): the single source of truth of a finished run.
+"""``manifest.json`` (docs/DESIGN.md, "Manifest"): the single source of truth of a finished run.
 
 It is written atomically and only after every stage finished and the release folder is in
 place; while a run is being published the previous manifest is removed first, so a crash

@@ -124,7 +124,7 @@ def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -
         "",
         markdown_table(manifest),
         "",
-        f"nme_io in percent (inter-ocular: outer eye corners, design section 3) on the eval set "
+        f"nme_io in percent (inter-ocular: outer eye corners, docs/DESIGN.md) on the eval set "
         f"`{evalset['name']}` ({evalset['count']} faces, content sha256 `{evalset['content_hash'][:16]}`); "
         "each artifact evaluated in its own runtime. Regression is relative to its reference "
         "(torch student for FP32 exports, FP32 ONNX for INT8 ONNX, FP32 TFLite for INT8 TFLite); latency is "

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from landmarks.cli import check_output_dir
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, LandmarksError
 from recipes.cache import StageRecord, StageStore, hash_inputs
 from recipes.publish import retract
@@ -62,11 +63,11 @@ def run_recipe(
     progress: bool | None = None,
 ) -> RunResult:
     """Load, validate and run ``recipe_file``; see the module docstring."""
+    if out is not None:
+        check_output_dir(out)
     recipe = load_recipe(recipe_file, overrides)
     check_available(recipe)
-    out_dir = Path(out) if out is not None else Path("runs") / recipe.name
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a folder")
+    out_dir = check_output_dir(Path(out) if out is not None else Path("runs") / recipe.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = sys.stderr.isatty() if progress is None else progress
     store = StageStore(out_dir)

@@ -17,11 +17,12 @@ import importlib.util
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from landmarks.errors import ConfigError, ModelError
+from landmarks.evaluate import EvalCache
 from landmarks.models.checkpoint import file_sha256
 from recipes import adapters
 from recipes.cache import StageRecord, data_fingerprint
@@ -39,6 +40,7 @@ class Context:
     records: dict[str, StageRecord]
     progress: bool
     log: Callable[[str], None]
+    evaluations: EvalCache = field(default_factory=EvalCache)  # every evaluation of this run, once each
 
     def path(self, rel: str) -> Path:
         return self.out / rel
@@ -263,28 +265,34 @@ class QuantizeStage(Stage):
         }
 
     def run(self, ctx: Context, resume: bool) -> Outputs:
+        from landmarks.artifact import read_onnx_metadata, sidecars
         from quant.ptq import run_ptq
+        from recipes.gating import eval_set
 
         r = ctx.recipe
         folder = ctx.work(self.name)
-        onnx = ctx.path(ctx.detail("export", "artifacts")["onnx_fp32"]["file"])
-        metadata = adapters.onnx_metadata(onnx)
+        exported = ctx.detail("export", "artifacts")
+        onnx = ctx.path(exported["onnx_fp32"]["file"])
+        metadata = read_onnx_metadata(onnx)
         calib = adapters.open_calib(r, metadata)
-        evalset = adapters.open_eval(r, metadata)
+        evaluator = eval_set(r, metadata, ctx.evaluations)
         outputs: list[Path] = []
         details: dict[str, Any] = {}
         for fmt in ("onnx", "tflite"):
             if not getattr(r.quant, fmt):
                 continue
+            # gated against the FP32 file of its format that ships beside it (the gate stage's reference)
+            reference = ctx.path(exported[f"{fmt}_fp32"]["file"]) if f"{fmt}_fp32" in exported else None
             result = run_ptq(onnx, folder / f"student.int8.{fmt}", adapters.ptq_config(r, fmt),
-                             calib_dataset=calib, eval_dataset=evalset, log=lambda line: ctx.log(f"  {line}"))
+                             calib_dataset=calib, evaluator=evaluator, reference=reference,
+                             log=lambda line: ctx.log(f"  {line}"))
             outputs.append(result.artifact)
-            outputs += [p for p in (result.artifact.with_name(result.artifact.name + ".json"),) if p.is_file()]
+            outputs += sidecars(result.artifact)
             outputs += list(result.report_paths)
             details[f"{fmt}_int8"] = {
                 "file": ctx.rel(result.artifact),
                 "float_nodes": list(result.gate.float_nodes),
-                "ptq_verdict": result.gate.verdict,
+                "gate": result.gate.as_dict(),  # the artifact's one verdict; the gate stage places by it
                 "calibration": {"set": result.report.calibration_set, "count": result.report.calibration_count,
                                 "method": result.report.calibration_method},
                 "report": ctx.rel(result.report_paths[0]),
@@ -323,7 +331,7 @@ class GateStage(Stage):
             if stage in ctx.records:
                 for key, item in ctx.detail(stage, "artifacts").items():
                     candidates[key] = ctx.path(item["file"])
-        float_nodes = ctx.detail("quantize", "artifacts") if "quantize" in ctx.records else {}
+        quantized = ctx.detail("quantize", "artifacts") if "quantize" in ctx.records else {}
         teacher = ctx.detail("distill", "teacher")
         result = gate_all(
             ctx.recipe,
@@ -331,7 +339,8 @@ class GateStage(Stage):
             ctx.student_checkpoint(),
             _resolve(ctx, teacher) if teacher else None,
             folder,
-            float_nodes={name: item["float_nodes"] for name, item in float_nodes.items()},
+            verdicts={name: item["gate"] for name, item in quantized.items() if "gate" in item},
+            cache=ctx.evaluations,
             root=ctx.out,
             log=lambda line: ctx.log(f"  {line}"),
         )

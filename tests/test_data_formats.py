@@ -1,4 +1,4 @@
-"""Readers of the section-6 formats: conventions, and a clear error for every bad input."""
+"""Readers of the formats of docs/DESIGN.md ("Data"): conventions, and a clear error for every bad input."""
 
 from __future__ import annotations
 

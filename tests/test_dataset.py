@@ -49,7 +49,7 @@ def test_crop_points_land_on_the_marks(pts_folder: Path, input_size: int) -> Non
     np.testing.assert_allclose(blob_centroids(sample["image"], expected, radius=3), expected, atol=0.25)
     x0, y0, x1, y1 = expected.min(0).tolist() + expected.max(0).tolist()
     side = max(x1 - x0, y1 - y0)
-    assert side == pytest.approx(input_size / 1.4, rel=1e-5)  # section 1: crop side = 1.4 x box side
+    assert side == pytest.approx(input_size / 1.4, rel=1e-5)  # DESIGN.md: crop side = 1.4 x box
     assert (x0 + x1) / 2 == pytest.approx(input_size / 2) and (y0 + y1) / 2 == pytest.approx(input_size / 2)
 
 

@@ -158,7 +158,7 @@ def test_dynamic_batch_in_both_runtimes(exported, faces, torch_points):
 
 
 def _user_preprocess(crops: np.ndarray, keys: dict[str, str]) -> np.ndarray:
-    """What a user writes from the section-2 keys alone (no project code)."""
+    """What a user writes from the metadata keys alone (no project code)."""
     x = crops.astype(np.float32) / 255.0
     if keys["landmarks.color"] == "BGR":
         x = x[..., ::-1]

@@ -111,7 +111,16 @@ def test_unknown_format(checkpoint, tmp_path):
 def test_out_is_a_file(checkpoint, tmp_path):
     target = tmp_path / "taken"
     target.write_text("not a folder")
-    _assert_usage_error(_run(str(checkpoint), "--out", str(target)), "is an existing file")
+    _assert_usage_error(_run(str(checkpoint), "--out", str(target)), "is a file, not a folder")
+    assert target.read_text() == "not a folder"
+
+
+def test_out_below_a_file_fails_before_any_work(checkpoint, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    result = _run(str(checkpoint), "--out", str(target / "sub"))
+    _assert_usage_error(result, f"is below the file {target}")
+    assert result.stdout == ""
     assert target.read_text() == "not a folder"
 
 

@@ -231,6 +231,19 @@ def test_cli_prunes_and_prints_a_summary(files: dict[str, Path], tmp_path: Path,
     assert "fewer parameters" in printed and "step 1/1" in printed
 
 
+def test_cli_out_below_a_file_fails_before_loading_anything(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("occupied")
+    cmd = [sys.executable, "-m", "distill.prune", str(tmp_path / "missing.pt"), "--ratio", "0.3",
+           "--out", str(taken / "run"), "--no-progress"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=ONE_THREAD)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    # the --out check runs first: the (missing) checkpoint is never looked at
+    assert len(lines) == 1 and f"is below the file {taken}" in lines[0], lines
+    assert taken.read_text() == "occupied"
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -10,8 +10,10 @@ from landmarks.metadata import ArtifactMetadata
 from landmarks.runtimes.base import preprocess
 from quant.accuracy_gate import GateReport
 from quant.calibration import CalibrationReader, representative_dataset
-from quant.fallback import Sensitivity, per_channel_sqnr, restore_until_pass
+from quant.fallback import restore_until_pass
 from quant.ort_int8 import StaticInt8Config
+from quant.ranker import Sensitivity
+from quant.sqnr import per_channel_sqnr
 
 META = ArtifactMetadata(num_points=68, input_size=16)
 

@@ -277,6 +277,24 @@ def test_bad_inputs_exit_2_and_write_nothing(models, tmp_path, capsys, monkeypat
     assert after == before
 
 
+@pytest.mark.parametrize("below", [False, True], ids=["folder", "below-file"])
+def test_out_that_cannot_be_a_file_fails_before_calibrating(models, tmp_path, capsys, below: bool) -> None:
+    taken = tmp_path / "taken.onnx"
+    taken.write_bytes(b"occupied")
+    folder = tmp_path / "folder.int8.onnx"
+    folder.mkdir()
+    out = taken / "student.int8.onnx" if below else folder
+    with pytest.raises(SystemExit) as exc:
+        main([str(models["plain"]), "--out", str(out), "--eval-count", "8", "--no-latency"])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert exc.value.code == 2
+    assert len(err) == 1 and err[0].startswith("quant.ptq: error: --out"), err
+    assert "GATE" not in captured.out and "GATE" not in captured.err  # refused before any work
+    assert taken.read_bytes() == b"occupied"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder.int8.onnx", "taken.onnx"]
+
+
 def test_overlap_refused_in_library(tmp_path, models) -> None:
     calib = open_faces("synthetic:8", 0)
     with pytest.raises(DataError, match="share 8 face"):

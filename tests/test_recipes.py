@@ -140,6 +140,17 @@ def test_schema_error_in_a_real_process_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("below", [False, True], ids=["file", "below-file"])
+def test_run_out_on_a_file_is_one_line_exit_2_before_any_stage(tmp_path, capsys, below):
+    taken = tmp_path / "taken"
+    taken.write_text("occupied")
+    out = taken / "run" if below else taken
+    err = _error(capsys, ["run", str(RECIPES / "ci.yaml"), "--out", str(out)])
+    assert err.startswith("python -m recipes: error: --out") and ("below the file" if below else "is a file") in err
+    assert taken.read_text() == "occupied"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_input_hash_ignores_key_order_and_sees_values():
     assert hash_inputs({"a": 1, "b": [1, 2]}) == hash_inputs({"b": [1, 2], "a": 1})
     assert hash_inputs({"a": 1}) != hash_inputs({"a": 2})

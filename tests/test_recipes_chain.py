@@ -146,8 +146,27 @@ def test_final_rerun_completes_from_the_last_completed_stage(resumed):
     _assert_manifest_contract(manifest)
 
 
+def test_the_run_evaluates_each_artifact_on_the_eval_set_once(resumed):
+    out = resumed["out"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    results = json.loads((out / "work" / "gate" / "results.json").read_text())
+    evaluated = [tuple(key) for key in results["evaluations"]]  # (artifact identity, eval-set hash)
+    assert evaluated and len(evaluated) == len(set(evaluated))
+    eval_hash = manifest["eval_set"]["content_hash"]
+    for artifact in manifest["artifacts"]:
+        hits = [key for key in evaluated if f"sha256={artifact['sha256']}" in key[0] and key[1] == eval_hash]
+        assert len(hits) == 1, (artifact["name"], evaluated)
+    # the INT8 verdict is quant.ptq's, against the FP32 file released beside it: one gate per artifact
+    quantized = json.loads((out / "stages" / "quantize.json").read_text())["details"]["artifacts"]["onnx_int8"]
+    entry = next(a for a in manifest["artifacts"] if a["name"] == "onnx_int8")
+    assert quantized["gate"]["verdict"] == entry["verdict"]
+    assert quantized["gate"]["nme_candidate"] == entry["nme_io"]
+    fp32 = next(a for a in manifest["artifacts"] if a["name"] == "onnx_fp32")
+    assert quantized["gate"]["nme_reference"] == entry["nme_reference"] == fp32["nme_io"]
+
+
 def _assert_manifest_contract(manifest: dict) -> None:
-    """Design section 5: what every manifest and artifact entry carries."""
+    """docs/DESIGN.md, "Manifest": what every manifest and artifact entry carries."""
     for key in ("recipe", "git_commit", "versions", "eval_set", "artifacts"):
         assert key in manifest
     assert manifest["recipe"]["config"]["student"]["epochs"] == 1  # the resolved config, --set applied

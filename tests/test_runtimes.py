@@ -121,7 +121,7 @@ def test_onnx_matches_torch_and_reads_metadata_from_the_file(tmp_path, model, cr
 
 
 def test_a_user_with_only_onnxruntime_and_the_keys_gets_the_same_points(tmp_path, model, crops):
-    """Design section 2: the artifact's keys alone say how to feed it (no project code here)."""
+    """docs/DESIGN.md, "Artifact metadata": the artifact's keys alone say how to feed it (no project code here)."""
     import onnxruntime as ort
 
     path = export_onnx(model, tmp_path / "tiny.onnx", tiny_metadata(**ODD))
@@ -252,4 +252,4 @@ def test_tflite_without_any_interpreter_is_unsupported_backend(monkeypatch):
     for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tensorflow", "tensorflow.lite"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(UnsupportedBackendError, match="ai-edge-litert"):
-        tflite_runtime._interpreter_class()
+        tflite_runtime.interpreter_class()

@@ -1,7 +1,7 @@
 """Landmark models: the FAN heatmap teacher and the PFLD regression students.
 
 Every model implements ``forward_landmarks(x) -> [N, P, 2]`` (normalized to the input crop,
-design section 1) which runtimes and exporters call; ``forward`` may return training extras.
+docs/DESIGN.md, "Coordinates") which runtimes and exporters call; ``forward`` may return training extras.
 """
 
 from landmarks.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint

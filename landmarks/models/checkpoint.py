@@ -1,4 +1,4 @@
-"""The torch checkpoint format: architecture name and config, weights, section-2 metadata.
+"""The torch checkpoint format: architecture name and config, weights, artifact metadata.
 
 Saved as plain dicts, lists, strings, numbers and tensors, so that loading works with
 ``torch.load(weights_only=True)`` (no arbitrary pickles) and needs no pruning library: a

@@ -1,4 +1,4 @@
-"""Heatmap targets and decoders, all in the continuous convention of design section 1.
+"""Heatmap targets and decoders, all in the continuous convention of docs/DESIGN.md, "Coordinates".
 
 Heatmap pixel ``j`` spans ``[j, j + 1)`` of the heatmap grid, so its centre is at
 ``(j + 0.5) / H`` in ``xy_norm`` (the fraction of the input crop). Rendering and both decoders

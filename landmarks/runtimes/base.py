@@ -3,10 +3,10 @@
 Usage::
 
     predictor = load_predictor("student.onnx")
-    result = predictor.predict(crops)          # uint8 [N, S, S, 3] RGB section-1 crops
+    result = predictor.predict(crops)          # uint8 [N, S, S, 3] RGB standard crops
     pixels = result.points * predictor.metadata.input_size
 
-Preprocessing is derived from the artifact's section-2 metadata alone (channel order, scaling,
+Preprocessing is derived from the artifact's artifact metadata alone (channel order, scaling,
 mean/std, layout), so torch, onnxruntime and LiteRT see exactly the same tensor.
 """
 
@@ -16,6 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def check_crops(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
 
 
 def preprocess(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
-    """uint8 RGB crops -> the model's float32 input tensor, as section 2 of the design prescribes.
+    """uint8 RGB crops -> the model's float32 input tensor, as docs/DESIGN.md ("Artifact metadata") prescribes.
 
     Channel order, scaling to [0, 1], ``(x - mean) / std`` and layout all come from
     ``metadata``; nothing else in the project converts pixels to model inputs.
@@ -86,7 +87,7 @@ def check_input_shape(shape: Sequence[Any], metadata: ArtifactMetadata, path: os
 
 
 class Predictor(ABC):
-    """Runs one landmark model on section-1 crops; subclasses implement :meth:`_run`.
+    """Runs one landmark model on standard crops; subclasses implement :meth:`_run`.
 
     ``batch_size`` caps how many crops go into one call of the model (``None``: all at once);
     runtimes with a fixed batch dimension set it to that dimension.
@@ -94,6 +95,7 @@ class Predictor(ABC):
 
     runtime: str = ""
     batch_size: int | None = None
+    path: os.PathLike[str] | None = None  # the artifact file, when the predictor was loaded from one
 
     def __init__(self, metadata: ArtifactMetadata, name: str) -> None:
         self.metadata = metadata
@@ -117,3 +119,29 @@ class Predictor(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, runtime={self.runtime!r})"
+
+
+class FilePredictor(Predictor):
+    """A predictor of one artifact file: ``_open`` loads it and returns its metadata (or the
+    ``metadata`` override) and ``(input shape, fixed batch size or None)``; the shape is checked
+    against the metadata here, so a file whose metadata lies cannot be run."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        num_threads: int | None = None,
+        *,
+        metadata: ArtifactMetadata | None = None,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        metadata, shape, self.batch_size = self._open(path, num_threads, metadata)
+        super().__init__(metadata, path.stem)
+        self.path = path
+        check_input_shape(shape, metadata, path)
+
+    @abstractmethod
+    def _open(self, path: Path, num_threads: int | None,
+              metadata: ArtifactMetadata | None) -> tuple[ArtifactMetadata, Sequence[Any], int | None]:
+        """Load the model; its metadata, input shape and fixed batch size (None: dynamic)."""

@@ -1,18 +1,19 @@
-"""onnxruntime predictor: reads the section-2 keys from the model's ``metadata_props``."""
+"""onnxruntime predictor: reads the metadata keys from the model's ``metadata_props``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from landmarks.artifact import metadata_from_props
 from landmarks.errors import ModelError, UnsupportedBackendError
 from landmarks.metadata import ArtifactMetadata
-from landmarks.runtimes.base import Predictor, check_input_shape
+from landmarks.runtimes.base import FilePredictor
 
 
-class OnnxPredictor(Predictor):
+class OnnxPredictor(FilePredictor):
     """One CPU InferenceSession, sequential execution, ``num_threads`` intra-op threads.
 
     ``metadata`` overrides what the file carries; without either the model cannot be fed
@@ -21,25 +22,15 @@ class OnnxPredictor(Predictor):
 
     runtime = "onnxruntime"
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        num_threads: int | None = None,
-        *,
-        metadata: ArtifactMetadata | None = None,
-    ) -> None:
-        path = Path(path)
+    def _open(self, path: Path, num_threads: int | None,
+              metadata: ArtifactMetadata | None) -> tuple[ArtifactMetadata, list[Any], int | None]:
         self.session = _open_session(path, num_threads)
         if metadata is None:
-            props = dict(self.session.get_modelmeta().custom_metadata_map)
-            metadata = ArtifactMetadata.from_strings(props, where=str(path))
-        super().__init__(metadata, path.stem)
-        self.path = path
+            metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        check_input_shape(model_input.shape, metadata, path)
         batch = model_input.shape[0] if model_input.shape else None
-        self.batch_size = batch if isinstance(batch, int) and batch > 0 else None
+        return metadata, model_input.shape, batch if isinstance(batch, int) and batch > 0 else None
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: inputs})[0]

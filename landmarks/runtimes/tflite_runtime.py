@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) predictor: metadata from the sidecar JSON, integer I/O via quantization params.
+"""LiteRT (TFLite) predictor: metadata from the sidecar (:mod:`landmarks.artifact`), integer I/O via quant params.
 
 ``ai_edge_litert`` is preferred; ``tensorflow.lite`` is the fallback. Both import lazily, on
 first use, because TensorFlow takes seconds to import.
@@ -6,54 +6,17 @@ first use, because TensorFlow takes seconds to import.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from landmarks.artifact import read_sidecar
 from landmarks.errors import ModelError, UnsupportedBackendError
-from landmarks.metadata import PREFIX, ArtifactMetadata
-from landmarks.runtimes.base import Predictor, check_input_shape
+from landmarks.metadata import ArtifactMetadata
+from landmarks.runtimes.base import FilePredictor
 
 
-def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """Where the section-2 JSON of ``model.tflite`` lives: ``model.tflite.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(path: str | os.PathLike[str]) -> ArtifactMetadata:
-    """Section-2 metadata of a ``.tflite`` file (``model.tflite.json``, else ``model.json``)."""
-    path = Path(path)
-    candidates = [sidecar_path(path), path.with_suffix(".json")]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise ModelError(
-            f"{path}: no metadata sidecar ({candidates[0].name}) beside the model; "
-            "pass metadata= explicitly to run it anyway"
-        )
-    try:
-        data = json.loads(found.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{found}: unreadable metadata sidecar ({err})") from None
-    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
-        data = data["metadata"]
-    if not isinstance(data, dict):
-        raise ModelError(f"{found}: metadata sidecar must be a JSON object of section-2 keys")
-    return ArtifactMetadata.from_strings(
-        {k: _as_string(v) for k, v in data.items() if k.startswith(PREFIX)}, where=str(found)
-    )
-
-
-def _as_string(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _interpreter_class() -> type:
+def interpreter_class() -> type:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -66,25 +29,15 @@ def _interpreter_class() -> type:
     return Interpreter
 
 
-class TFLitePredictor(Predictor):
+class TFLitePredictor(FilePredictor):
     """A LiteRT interpreter; float, int8 and uint8 input/output tensors all take float crops."""
 
     runtime = "litert"
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        num_threads: int | None = None,
-        *,
-        metadata: ArtifactMetadata | None = None,
-    ) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
+    def _open(self, path: Path, num_threads: int | None,
+              metadata: ArtifactMetadata | None) -> tuple[ArtifactMetadata, list[int], int | None]:
         metadata = metadata or read_sidecar(path)
-        super().__init__(metadata, path.stem)
-        self.path = path
-        interpreter_cls = _interpreter_class()
+        interpreter_cls = interpreter_class()
         try:
             self.interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
             self.interpreter.allocate_tensors()
@@ -93,9 +46,8 @@ class TFLitePredictor(Predictor):
             raise ModelError(f"{path}: not a loadable TFLite model ({reason})") from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        check_input_shape([int(d) for d in self._input["shape"]], metadata, path)
         signature = self._input.get("shape_signature", self._input["shape"])
-        self.batch_size = None if signature[0] < 0 else int(signature[0])
+        return metadata, [int(d) for d in self._input["shape"]], None if signature[0] < 0 else int(signature[0])
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         current = self.interpreter.get_input_details()[0]["shape"]

@@ -50,7 +50,9 @@ class TorchPredictor(Predictor):
         from landmarks.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
-        return cls(ckpt.build(), metadata or ckpt.metadata, name=Path(path).stem, num_threads=num_threads)
+        predictor = cls(ckpt.build(), metadata or ckpt.metadata, name=Path(path).stem, num_threads=num_threads)
+        predictor.path = Path(path)
+        return predictor
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         param = next(self.module.parameters(), None)

@@ -1,11 +1,11 @@
-"""The accuracy gate (design section 4), shared by every stage that derives an artifact.
+"""The accuracy gate (docs/DESIGN.md, "Gate"), shared by every stage that derives an artifact.
 
 ``run_gate`` evaluates a candidate and its reference on one eval set in the candidate's runtime;
 ``decide`` is the pure pass/reject rule; ``place_artifact`` moves the file to the release
 folder or ``rejected/``; ``check_disjoint`` refuses calibration/eval overlap.
 """
 
-from quant.accuracy_gate.evaluator import Evaluator
+from landmarks.evaluate import Evaluator
 from quant.accuracy_gate.gate import (
     PASS,
     REJECT,

@@ -1,4 +1,4 @@
-"""The accuracy gate of design section 4: compare a candidate with its reference, decide, place.
+"""The accuracy gate of docs/DESIGN.md, "Gate": compare a candidate with its reference, decide, place.
 
 ``calculate_regression`` and ``decide`` are pure functions (NME is lower-is-better); ``run_gate``
 evaluates both models on one eval set in the candidate's runtime and returns a :class:`GateReport`;
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from landmarks.atomic import atomic_path
 from landmarks.errors import ConfigError, DataError
 
 PASS = "pass"
@@ -73,7 +71,7 @@ def calculate_regression(nme_candidate: float, nme_reference: float) -> float:
 
 
 def decide(nme_candidate: float, nme_reference: float, config: GateConfig) -> Decision:
-    """Pass or reject as design section 4 says; the reason names the threshold that failed."""
+    """Pass or reject as docs/DESIGN.md, "Gate" says; the reason names the threshold that failed."""
     regression = calculate_regression(nme_candidate, nme_reference)
     delta = nme_candidate - nme_reference
     if regression > config.max_regression + _EPS:
@@ -133,6 +131,12 @@ class GateReport:
             out["regression"] = str(self.regression)
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateReport:
+        """The inverse of :meth:`as_dict` (a verdict handed from one stage to another as JSON)."""
+        return cls(**{**data, "float_nodes": tuple(data.get("float_nodes", ())),
+                      "regression": float(data["regression"])})
+
 
 def run_gate(
     candidate: Any,
@@ -146,10 +150,10 @@ def run_gate(
 ) -> GateReport:
     """Evaluate both predictors on ``dataset`` (same runtime as shipped) and decide.
 
-    Pass one :class:`~quant.accuracy_gate.evaluator.Evaluator` across calls to evaluate the
-    reference only once (the fallback loop gates many candidates against one reference).
+    Pass one :class:`~landmarks.evaluate.Evaluator` across calls to evaluate the reference
+    only once (the fallback loop gates many candidates against one reference).
     """
-    from quant.accuracy_gate.evaluator import Evaluator
+    from landmarks.evaluate import Evaluator
 
     evaluator = evaluator or Evaluator(dataset)
     nme_reference = evaluator.nme(reference)
@@ -184,7 +188,7 @@ def check_disjoint(calib_dataset: Any, eval_dataset: Any) -> None:
         example = keys[0] if keys else sorted(shared)[0]
         raise DataError(
             f"calibration and eval data share {len(shared)} face(s) (e.g. {example!r}); "
-            "use disjoint sets so the gate measures unseen data (design section 4)"
+            "use disjoint sets so the gate measures unseen data (docs/DESIGN.md, 'Gate')"
         )
 
 
@@ -194,37 +198,11 @@ def place_artifact(
     release_dir: str | os.PathLike[str],
     rejected_dir: str | os.PathLike[str],
 ) -> Path:
-    """Move a gated file (and its sidecar ``.json``, if any) to release or ``rejected/``.
+    """Move a gated file (and its sidecar) to release or ``rejected/`` by ``report``'s verdict
+    (atomic per file: :func:`landmarks.artifact.place`). Returns the new path."""
+    from landmarks.artifact import place
 
-    The move is atomic per file (temporary name in the destination folder, then rename), so a
-    crash never leaves a half-copied artifact under its final name. Returns the new path.
-    """
-    path = Path(path)
-    dest_dir = Path(release_dir if report.passed else rejected_dir)
-    dest = dest_dir / path.name
-    for src, dst in [(path, dest), *[(s, dest_dir / s.name) for s in sidecars(path)]]:
-        _atomic_move(src, dst)
-    return dest
-
-
-def sidecars(path: str | os.PathLike[str]) -> list[Path]:
-    """Sidecar metadata files that travel with an artifact (``<file>.json``)."""
-    from landmarks.runtimes.tflite_runtime import sidecar_path
-
-    path = Path(path)
-    return [p for p in (sidecar_path(path),) if p.is_file()]
-
-
-def _atomic_move(src: Path, dst: Path) -> None:
-    if src.resolve() == dst.resolve():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(src, dst)
-    except OSError:  # another filesystem: copy to a temp name beside dst, then rename
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-        src.unlink()
+    return place(path, report.passed, release_dir, rejected_dir)
 
 
 def _hashes(dataset: Any) -> list[str]:

@@ -1,0 +1,233 @@
+"""A pruning run: open and check every input, prune step by step, fine-tune, write the checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distill.config import TrainConfig
+from distill.prune.config import PruneConfig, PruneReport, StepReport
+from distill.prune.measure import checkpoint_bytes, measure
+from distill.prune.pruner import Pruner
+from landmarks.cli import check_output_dir
+from landmarks.errors import ConfigError, DataError, ModelError
+
+VAL_SEED_OFFSET = 10_000_000  # synthetic validation faces never overlap the training faces
+
+
+@dataclass
+class _Session:
+    """Everything a pruning run reads, opened and checked before anything is written."""
+
+    ckpt: Any
+    model: nn.Module
+    teacher: nn.Module | None
+    train_ds: Any
+    validator: Any
+    val_spec: str
+    run_dir: Path
+    device: torch.device
+    seed: int
+    progress: bool
+    log: Callable[[str], None]
+
+
+def _load_student(path: str | Path) -> tuple[Any, nn.Module]:
+    from landmarks.models import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if not ckpt.arch.startswith("pfld"):
+        raise ModelError(f"{path}: a {ckpt.arch!r} checkpoint is not a PFLD student; prune a student checkpoint")
+    try:
+        model = ckpt.build()
+    except ConfigError as err:
+        raise ModelError(f"{path}: cannot build the student ({err})") from None
+    return ckpt, model
+
+
+def _load_teacher(path: str | Path, num_points: int) -> nn.Module:
+    from landmarks.models import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if not ckpt.arch.startswith("fan"):
+        raise ModelError(f"{path}: teacher checkpoint is a {ckpt.arch!r}, not a FAN model")
+    if ckpt.metadata.num_points != num_points:
+        raise ModelError(f"{path}: teacher predicts {ckpt.metadata.num_points} points, the student {num_points}")
+    return ckpt.build()
+
+
+def _is_synthetic(spec: str) -> bool:
+    return spec.split(":")[0] == "synthetic"
+
+
+def _open_session(
+    checkpoint: str | Path, config: PruneConfig, data: str, val_data: str | None,
+    teacher_checkpoint: str | Path | None, out: str | Path, seed: int, progress: bool,
+    log: Callable[[str], None],
+) -> _Session:
+    from distill.engine import DistEnv, resolve_device
+    from distill.pipeline import Validator
+    from landmarks.data import AugmentConfig, open_dataset
+
+    run_dir = check_output_dir(out)
+    ckpt, model = _load_student(checkpoint)
+    meta = ckpt.metadata
+    teacher = _load_teacher(teacher_checkpoint, meta.num_points) if teacher_checkpoint else None
+    teacher_size = teacher.config.input_size if teacher is not None else 0
+    if val_data is None and not _is_synthetic(data):
+        raise ConfigError("fine-tuning on a folder needs validation data too: pass --val-data PATH")
+    val_spec = val_data or f"synthetic:{config.synthetic_val}"
+    train_ds = open_dataset(data, input_size=max(meta.input_size, teacher_size), crop_scale=meta.crop_scale,
+                            augment=AugmentConfig(), seed=seed, synthetic_count=config.synthetic_train)
+    if len(train_ds) < config.batch_size and config.finetune_epochs > 0:
+        raise DataError(f"{data}: {len(train_ds)} faces, fewer than one batch of {config.batch_size}")
+    if train_ds.num_points != meta.num_points:
+        raise DataError(f"{data}: faces have {train_ds.num_points} points, the student predicts {meta.num_points}")
+    validator = Validator(val_spec, meta.crop_scale, seed + VAL_SEED_OFFSET, config.synthetic_val)
+    device = resolve_device(config.device, DistEnv())
+    return _Session(ckpt, model, teacher, train_ds, validator, val_spec, run_dir, device, seed, progress, log)
+
+
+def prune_checkpoint(
+    checkpoint: str | Path,
+    config: PruneConfig,
+    *,
+    data: str = "synthetic",
+    val_data: str | None = None,
+    teacher_checkpoint: str | Path | None = None,
+    out: str | Path = "runs/prune",
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PruneReport:
+    """Prune a PFLD student checkpoint toward ``config``'s target, fine-tuning after each step.
+
+    Writes ``<out>/pruned.pt`` (a plain checkpoint), ``<out>/prune_report.json`` and the
+    fine-tuning logs. Input and target are checked first: a bad one raises a
+    :class:`~landmarks.errors.LandmarksError` and nothing is written.
+    """
+    started = time.perf_counter()
+    log = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
+    session = _open_session(checkpoint, config, data, val_data, teacher_checkpoint, out, seed, progress, log)
+    model, meta = session.model, session.ckpt.metadata
+    pruner = Pruner(model, meta.input_size, config.target, importance=config.importance, steps=config.steps,
+                    round_to=config.round_to, min_channels=config.min_channels)
+    torch.manual_seed(seed)
+    session.run_dir.mkdir(parents=True, exist_ok=True)
+    nme = session.validator(model, meta)["nme_io"]
+    steps = [_step_report(session, model, 0, 0.0, nme, nme, 0.0)]
+    log(step_line(steps[0], steps[0], config.steps))
+    while not pruner.done:
+        if config.importance == "taylor":
+            _accumulate_gradients(session, model, config)
+        sparsity = pruner.step()
+        model.zero_grad(set_to_none=True)
+        pruned_nme = session.validator(model, meta)["nme_io"]
+        nme, seconds = _recover(session, model, pruner.current_step, config)
+        steps.append(_step_report(session, model, pruner.current_step, sparsity, pruned_nme,
+                                  pruned_nme if nme is None else nme, seconds))
+        log(step_line(steps[-1], steps[0], config.steps))
+    return _finish(session, config, pruner, steps, Path(checkpoint), time.perf_counter() - started)
+
+
+def _accumulate_gradients(session: _Session, model: nn.Module, config: PruneConfig) -> None:
+    """Gradients of the ground-truth loss over a few batches, for first-order Taylor importance."""
+    from distill.tasks import StudentTask
+
+    meta = session.ckpt.metadata
+    task = StudentTask(model, meta.input_size, meta, dataclasses.replace(config.kd, enabled=False), None)
+    loader = torch.utils.data.DataLoader(session.train_ds, batch_size=config.batch_size, shuffle=False)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    for i, batch in enumerate(loader):
+        if i >= config.importance_batches:
+            break
+        task.loss(batch)["total"].backward()
+    model.eval()
+
+
+def _recover(session: _Session, model: nn.Module, step: int, config: PruneConfig) -> tuple[float | None, float]:
+    """Fine-tune after a pruning step: KD from the teacher when there is one, else ground truth.
+
+    A fresh task per step: the feature-KD adapter's input width follows the pruned features.
+    """
+    from distill.engine import Trainer
+    from distill.tasks import StudentTask
+
+    if config.finetune_epochs == 0:
+        return None, 0.0
+    meta = session.ckpt.metadata
+    teacher = session.teacher.to(session.device) if session.teacher is not None else None
+    kd = config.kd if teacher is not None else dataclasses.replace(config.kd, enabled=False)
+    task = StudentTask(model.to(session.device), meta.input_size, meta, kd,
+                       lambda m: session.validator(m, meta), teacher=teacher,
+                       teacher_size=teacher.config.input_size if teacher is not None else None)
+    task.modules.to(session.device)
+    train = TrainConfig(epochs=config.finetune_epochs, batch_size=config.batch_size, lr=config.lr,
+                        weight_decay=config.weight_decay, warmup_epochs=0)
+    trainer = Trainer(f"step{step}", task, session.train_ds, train, session.run_dir, seed=session.seed + step,
+                      device=session.device, num_workers=config.num_workers, progress=session.progress)
+    result = trainer.fit()
+    model.cpu().eval()
+    return result.history[-1].val.get("nme_io"), result.seconds
+
+
+def _payload(session: _Session, model: nn.Module, extra: dict[str, Any]) -> Any:
+    from landmarks.models import Checkpoint
+
+    ckpt = session.ckpt
+    return Checkpoint(arch=ckpt.arch, arch_config=model.arch_config, state_dict=model.state_dict(),
+                      metadata=ckpt.metadata, extra={**ckpt.extra, **extra})
+
+
+def _step_report(session: _Session, model: nn.Module, step: int, sparsity: float,
+                 nme_pruned: float | None, nme: float | None, seconds: float) -> StepReport:
+    footprint = measure(model, session.ckpt.metadata.input_size)
+    size = checkpoint_bytes(_payload(session, model, {}))
+    return StepReport(step=step, channel_sparsity=round(sparsity, 5), params=footprint.params, macs=footprint.macs,
+                      fp32_bytes=footprint.fp32_bytes, checkpoint_bytes=size, channels=dict(model.channels),
+                      nme_io_pruned=nme_pruned, nme_io=nme, finetune_seconds=round(seconds, 1))
+
+
+def _finish(session: _Session, config: PruneConfig, pruner: Pruner, steps: list[StepReport], source: Path,
+            seconds: float) -> PruneReport:
+    from landmarks.atomic import write_json
+    from landmarks.models import save_checkpoint
+
+    run_dir = session.run_dir
+    report = PruneReport(source=source, checkpoint=run_dir / "pruned.pt", report_path=run_dir / "prune_report.json",
+                         target=config.target, importance=config.importance, round_to=pruner.round_to,
+                         kd=session.teacher is not None, val_data=session.val_spec, steps=tuple(steps),
+                         seconds=round(seconds, 1))
+    summary = {"source": str(source), "config": config.to_dict(), "kd": report.kd, "round_to": pruner.round_to,
+               "params": [s.params for s in steps], "macs": [s.macs for s in steps]}
+    save_checkpoint(report.checkpoint, _payload(session, session.model, {"pruning": summary}))
+    final = dataclasses.replace(steps[-1], checkpoint_bytes=report.checkpoint.stat().st_size)
+    report = dataclasses.replace(report, steps=(*steps[:-1], final))
+    write_json(report.report_path, report.to_dict())
+    return report
+
+
+def step_line(s: StepReport, first: StepReport, steps: int) -> str:
+    if s.nme_io is None or s.nme_io_pruned is None:
+        nme = ""
+    elif s.step == 0 or s.finetune_seconds == 0:
+        nme = f", nme_io {s.nme_io:.2f}%"
+    else:
+        nme = f", nme_io {s.nme_io_pruned:.2f}% -> {s.nme_io:.2f}% after fine-tuning"
+    return (f"step {s.step}/{steps}: channel sparsity {s.channel_sparsity:.3f}, "
+            f"params {s.params:,} ({_change(s.params, first.params)}), MACs {s.macs / 1e6:.2f}M "
+            f"({_change(s.macs, first.macs)}), fp32 {s.fp32_bytes / 1024:.0f} KB, "
+            f"checkpoint {s.checkpoint_bytes / 1024:.0f} KB{nme}")
+
+
+def _change(now: float, before: float) -> str:
+    return f"{100 * (now / before - 1):+.1f}%" if before else "n/a"

@@ -1,0 +1,69 @@
+"""The TFLite INT8 backend: onnx2tf SavedModel, the converter's calibration once, ops denylisted by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from landmarks.artifact import write_sidecar
+from landmarks.metadata import ArtifactMetadata
+from quant import tflite_int8
+from quant.backend import RANK_COUNT
+from quant.calibration import CalibrationReader, representative_dataset
+from quant.ranker import Sensitivity
+from quant.tflite_int8 import TfliteInt8Config
+
+
+class TfliteInt8Backend:
+    """Candidates ``candidate<N>.tflite`` (+ sidecar) in ``workdir``.
+
+    ``reference``: the FP32 ``.tflite`` the candidates are gated against -- the exported one that
+    ships beside them when given, else one converted here from the same SavedModel.
+    """
+
+    format = "tflite"
+
+    def __init__(self, model: Path, metadata: ArtifactMetadata, reader: CalibrationReader,
+                 config: TfliteInt8Config, workdir: Path, log: Callable[[str], None], *,
+                 reference: Path | None = None) -> None:
+        self.metadata, self.config, self.workdir, self.log = metadata, config, workdir, log
+        saved_model = tflite_int8.to_saved_model(model, workdir)
+        if reference is None:
+            reference = tflite_int8.convert_float(saved_model, workdir / "reference.fp32.tflite")
+            write_sidecar(reference, metadata)
+        self.reference = reference
+        self.reader = reader.with_input("input", metadata.replace(layout="NHWC"))
+        self.calibrated = tflite_int8.calibrate(saved_model, representative_dataset(self.reader), workdir)
+        self._count = 0
+
+    def build(self, float_nodes: tuple[str, ...]) -> Path:
+        out = self.workdir / f"candidate{self._count}.tflite"
+        self._count += 1
+        tflite_int8.convert(self.calibrated, out, self.config, denylisted_nodes=float_nodes)
+        write_sidecar(out, self.metadata)
+        return out
+
+    def rank(self, first: Path) -> list[Sensitivity]:
+        subset = representative_dataset(self.reader.head(RANK_COUNT))
+        return tflite_int8.rank(self.calibrated, self.config, subset, self.workdir)
+
+    def widen(self) -> bool:
+        """After a failed ``auto`` (one scale per tensor) candidate: per-channel."""
+        if self.config.weight_granularity != "auto":
+            return False
+        self.config = replace(self.config, weight_granularity="per-channel")
+        self.log("retrying with per-channel weight scales")
+        return True
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "calibration_method": "minmax (TFLite converter)",
+            "converter": "onnx2tf SavedModel + tf.lite.TFLiteConverter, mlir_quantize",
+            "io_type": self.config.io_type,
+            "weight_granularity": self.config.weight_granularity,
+            "per_channel_weights": "all layers" if self.config.per_channel else "none",
+            "activations": "int8",
+            "weights": "int8",
+        }
