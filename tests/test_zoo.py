@@ -53,7 +53,6 @@ def test_shipped_files_match_their_sha256_and_size() -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.slow
 def test_shipped_int8_artifacts_pass_the_gate_on_the_300w_common_test_set(shared_data: Path) -> None:
     if load_manifest() is None:
         pytest.skip(f"nothing published in {ZOO_DIR} yet")

@@ -44,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_dir(dest, "--dest")
         manifest = publish(args.run_dir, dest)
         for entry in manifest["files"]:
-            print(f"{entry['file']:<28} {entry['bytes'] / 1e6:6.2f} MB  nme_io {entry.get('nme_io', float('nan')):.3f} %"
-                  f"  {entry.get('verdict', '-')}")
+            nme = entry.get("nme_io", float("nan"))
+            size = entry["bytes"] / 1e6
+            print(f"{entry['file']:<28} {size:6.2f} MB  nme_io {nme:.3f} %  {entry.get('verdict', '-')}")
         print(f"published {len(manifest['files'])} artifact(s), {manifest['total_bytes'] / 1e6:.2f} MB -> {dest}")
     return EXIT_OK
 
