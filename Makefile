@@ -5,14 +5,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# Where pip finds torch (only torch). Empty: pip's configured index (this machine: the local CPU wheel, offline).
+# CPU-only machines such as CI runners: TORCH_INDEX=https://download.pytorch.org/whl/cpu (PyTorch's CPU wheels;
+# the default index serves a multi-GB CUDA build).
+TORCH_INDEX ?=
 
 .PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned: the CPU wheel on local disk (a bare `torch` pulls a multi-GB CUDA build)
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, pinned: the CPU wheel on local disk or from TORCH_INDEX (a bare `torch` pulls a multi-GB CUDA build)
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[tflite,dev]'
 	touch $(STAMP)
 

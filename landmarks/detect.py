@@ -111,17 +111,33 @@ class FaceDetector(ABC):
         """Unordered detections of one image."""
 
 
+# upsample=None ("auto"): small images are doubled before detection, so that a 40 px face in a small photo
+# (a 184x274 portrait) is found; larger ones are searched as they are (80 px faces and up).
+AUTO_UPSAMPLE_SIDE = 500  # longer side below this: double once; below half of it: twice
+MAX_AUTO_UPSAMPLE = 2
+
+
+def auto_upsample(image_shape: tuple[int, ...]) -> int:
+    """How many times dlib doubles an image of this shape when ``upsample`` is ``None`` (auto)."""
+    side, times = max(image_shape[:2]), 0
+    while side * 2**times < AUTO_UPSAMPLE_SIDE and times < MAX_AUTO_UPSAMPLE:
+        times += 1
+    return times
+
+
 class DlibHogDetector(FaceDetector):
     """dlib's HOG + linear-SVM frontal face detector (compiled into the ``dlib-bin`` wheel).
 
     It finds faces of about 80 px and larger; ``upsample`` doubles the image that many times
-    first (finds 40 px faces with 1, at about four times the cost).
+    first (finds 40 px faces with 1, at about four times the cost). ``None``: automatic, by
+    image size (:func:`auto_upsample`).
     """
 
     name = "dlib-hog"
 
-    def __init__(self, upsample: int = 0, threshold: float = 0.0, calibration: BoxCalibration | None = None) -> None:
-        if upsample < 0:
+    def __init__(self, upsample: int | None = 0, threshold: float = 0.0,
+                 calibration: BoxCalibration | None = None) -> None:
+        if upsample is not None and upsample < 0:
             raise ConfigError(f"upsample must be >= 0, got {upsample}")
         super().__init__(calibration)
         try:
@@ -135,7 +151,8 @@ class DlibHogDetector(FaceDetector):
         self.threshold = threshold
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
-        rects, scores, _ = self._detector.run(image, self.upsample, self.threshold)
+        upsample = auto_upsample(image.shape) if self.upsample is None else self.upsample
+        rects, scores, _ = self._detector.run(image, upsample, self.threshold)
         # dlib rectangles are inclusive pixel indices: pixel k spans [k, k+1) in continuous coordinates
         return [Detection(np.array([r.left(), r.top(), r.right() + 1.0, r.bottom() + 1.0]), float(s))
                 for r, s in zip(rects, scores, strict=True)]
@@ -144,8 +161,11 @@ class DlibHogDetector(FaceDetector):
 DETECTORS: dict[str, type[FaceDetector]] = {"dlib-hog": DlibHogDetector}
 
 
-def load_detector(name: str = "dlib-hog", *, upsample: int = 0) -> FaceDetector:
-    """A detector by name (see :data:`DETECTORS`), with its measured box calibration."""
+def load_detector(name: str = "dlib-hog", *, upsample: int | None = 0) -> FaceDetector:
+    """A detector by name (see :data:`DETECTORS`), with its measured box calibration.
+
+    ``upsample=None`` chooses by image size (:func:`auto_upsample`), as ``landmarks.predict`` does.
+    """
     if name not in DETECTORS:
         raise ConfigError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
     return DETECTORS[name](upsample=upsample)

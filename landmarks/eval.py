@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,14 +70,23 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     from landmarks.atomic import write_json
+    from landmarks.cli import check_output_dir
     from landmarks.evaluate import evaluate
     from landmarks.plots import plot_ced, plot_samples
     from landmarks.runtimes import load_predictor
 
+    out = check_output_dir(args.out if args.out is not None else Path(f"eval_{args.model.stem}"))
     predictor = load_predictor(args.model, num_threads=args.threads)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    # Without a terminal the bar draws nothing useful: one line per stage on stdout instead (unless --no-progress).
+    stages = args.progress is None and not progress
+    start = time.monotonic()
+    if stages:
+        print(f"evaluating {predictor.name} ({predictor.runtime}) on {args.data} ...", flush=True)
     report = evaluate(predictor, args.data, batch_size=args.batch_size, limit=args.limit, progress=progress)
-    out = args.out if args.out is not None else Path(f"eval_{args.model.stem}")
+    if stages:
+        print(f"evaluated {report.metrics.num_images} faces in {time.monotonic() - start:.1f} s; writing plots",
+              flush=True)
     write_json(out / "metrics.json", report.to_json())
     plot_ced({report.model_name: report.per_image["nme_io"]}, out / "ced.png")
     count = min(SAMPLES, len(report.images))

@@ -1,18 +1,25 @@
-"""Landmarks on any photo, folder, video or webcam, with any artifact (ONNX, TFLite, torch checkpoint).
+"""Landmarks on any photo, folder, video or webcam, with the shipped model or any artifact.
 
 Usage::
 
-    python -m landmarks.predict student.onnx photo.jpg --out out/      # out/photo.{pts,json}, photo_overlay.png
-    python -m landmarks.predict student.tflite photos/ --out out/      # a folder, searched recursively
-    python -m landmarks.predict student.onnx photo.jpg                 # no --out: one JSON line per image
-    python -m landmarks.predict student.onnx crops/ --format solution --out solution.txt
-    python -m landmarks.predict student.onnx --video clip.avi --max-frames 300 --out out/
-    python -m landmarks.predict student.onnx --video 0                 # webcam 0, prints FPS
+    python -m landmarks.predict photo.jpg                               # every face, shipped INT8 model, JSON line
+    python -m landmarks.predict photo.jpg --out out/                    # out/photo.{pts,json}, photo_overlay.png
+    python -m landmarks.predict photos/ --model student.tflite --out out/   # a folder, searched recursively
+    python -m landmarks.predict crops/ --model student.onnx --format solution --out solution.txt
+    python -m landmarks.predict --video clip.avi --max-frames 300 --out out/
+    python -m landmarks.predict --video 0                               # webcam 0, prints FPS
 
-Whole photos: faces are found with dlib's HOG detector (:mod:`landmarks.detect`), each detector
-box is mapped to the landmark box it stands for (the calibration measured on 300-W), and the
-model's section-1 crop of that box is fed to the model, as in training. ``--no-detect`` treats each
-image as one face crop instead: the whole image, padded to a square, is the model input.
+``--model`` takes an ONNX / TFLite artifact or a torch checkpoint; without it the shipped INT8
+ONNX model of ``landmarks/zoo`` is used (see its MODEL_CARD.md). The older form with the model
+first (``python -m landmarks.predict student.onnx photo.jpg``) still works.
+
+Whole photos: faces are found with dlib's HOG detector (:mod:`landmarks.detect`), every face by
+default, largest first (``--max-faces N`` keeps N). Images under 500 px are upsampled for the
+detector automatically (``--upsample N`` fixes it), so a 40 px face in a small photo is found.
+Each detector box is mapped to the landmark box it stands for (the calibration measured on
+300-W), and the model's section-1 crop of that box is fed to the model, as in training.
+``--no-detect`` treats each image as one face crop instead: the whole image, padded to a square.
+The Python API behind this command is :class:`landmarks.api.FaceLandmarker`.
 
 ``--format solution`` writes the face-synthetics challenge submission: one line per image,
 ``name x1 y1 ... x68 y68``, 0-based pixel coordinates (pixel centres at integers, as in that
@@ -22,9 +29,14 @@ benchmark's ``annot.pkl``) of the given image; the images are face crops, so the
 Coordinates: ``.json`` files hold 0-based continuous pixel coordinates (pixel ``k`` spans
 ``[k, k+1)``, design section 1); ``.pts`` files are iBUG 1-based.
 
-Exit status: 0 when at least one face was found; 2 for a usage or input error (missing model or
-image, unreadable image or video, and no face found in any image). In folder mode an image without
-a face, or one that cannot be decoded, is reported on stderr and skipped.
+Images: JPEG, PNG, BMP, WebP; grey, 16-bit, alpha and CMYK images are converted to 8-bit RGB.
+In a folder, an image that cannot be used (truncated, undecodable, larger than 100 megapixels,
+no face) is reported on stderr as ``skipped: PATH: reason`` and the rest are processed; files
+that are not images are counted in one ``ignored`` line; progress goes to stderr every 25 images.
+
+Exit status: 0 when at least one face was found; 2 for a usage or input error (no model given and
+none shipped, missing model or image, ``--out`` naming a file, unreadable image or video, no face
+found in any image), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -43,83 +55,20 @@ import cv2
 import numpy as np
 
 from landmarks import atomic
-from landmarks.coords import CropTransform, continuous_to_index, crop_face, landmark_box
-from landmarks.detect import DETECTORS, calibrated_box, load_detector
+from landmarks.api import Face, FaceLandmarker, LandmarkPipeline
+from landmarks.cli import check_output_dir, check_output_file
+from landmarks.coords import continuous_to_index, landmark_box
+from landmarks.detect import DETECTORS
 from landmarks.errors import ConfigError, DataError, cli_errors
-from landmarks.runtimes import Predictor, load_predictor
 
 PROG = "python -m landmarks.predict"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MODEL_SUFFIXES = (".onnx", ".tflite", ".pt", ".pth")  # a positional argument with one of these is the model
+PROGRESS_EVERY = 25
+FaceLandmarks = Face  # the name before landmarks.api existed
 COORDINATES = "0-based continuous pixel coordinates: pixel k spans [k, k+1) (the .pts files are 1-based iBUG)"
 POINT_COLOR = (40, 220, 60)  # RGB
 BOX_COLOR = (60, 120, 255)
-
-
-@dataclass(frozen=True)
-class FaceLandmarks:
-    """One face: ``points`` ``[P, 2]`` in image coordinates (continuous), the boxes that led to them."""
-
-    points: np.ndarray
-    crop_box: np.ndarray  # the square the model saw, [x0, y0, x1, y1] in image coordinates
-    box: np.ndarray | None = None  # the detector's box; None without detection
-    score: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "points": np.round(self.points, 3).tolist(),
-            "box": None if self.box is None else np.round(self.box, 2).tolist(),
-            "score": None if self.score is None else round(self.score, 4),
-            "crop_box": np.round(self.crop_box, 2).tolist(),
-        }
-
-
-class LandmarkPipeline:
-    """Detector (optional) + section-1 crops + one predictor call for all faces of an image.
-
-    ``detector=None`` means the image is a face crop: the model sees the whole image, padded to a
-    square (``crop_scale`` 1 around the image bounds).
-    """
-
-    def __init__(self, predictor: Predictor, detector: Any = None, max_faces: int = 1) -> None:
-        if max_faces < 1:
-            raise ConfigError(f"--max-faces must be at least 1, got {max_faces}")
-        self.predictor = predictor
-        self.detector = detector
-        self.max_faces = max_faces
-
-    def __call__(self, image: np.ndarray) -> list[FaceLandmarks]:
-        """Landmarks of the faces in a uint8 RGB image, best face first (empty when none is found)."""
-        if self.detector is None:
-            h, w = image.shape[:2]
-            return self.from_boxes(image, [np.array([0.0, 0.0, w, h])], crop_scale=1.0)
-        detections = self.detector.detect(image)[: self.max_faces]
-        boxes = [calibrated_box(d.box, self.detector.calibration) for d in detections]
-        return self.from_boxes(image, boxes, detections=detections)
-
-    def from_boxes(self, image: np.ndarray, face_boxes: Sequence[np.ndarray], *, crop_scale: float | None = None,
-                   detections: Sequence[Any] = ()) -> list[FaceLandmarks]:
-        """Landmarks for given landmark-equivalent face boxes (a tracker's previous landmark box, say)."""
-        if not face_boxes:
-            return []
-        meta = self.predictor.metadata
-        scale = meta.crop_scale if crop_scale is None else crop_scale
-        crops, transforms = zip(*(crop_face(image, box, scale, meta.input_size) for box in face_boxes), strict=True)
-        norm = self.predictor.predict(np.stack(crops)).points.astype(np.float64)
-        faces = []
-        for i, transform in enumerate(transforms):
-            det = detections[i] if i < len(detections) else None
-            faces.append(FaceLandmarks(
-                points=transform.to_image(norm[i] * meta.input_size),
-                crop_box=_crop_square(transform),
-                box=None if det is None else np.asarray(det.box, dtype=np.float64),
-                score=None if det is None else det.score,
-            ))
-        return faces
-
-
-def _crop_square(transform: CropTransform) -> np.ndarray:
-    side = transform.size / transform.scale
-    return np.array([transform.origin_x, transform.origin_y, transform.origin_x + side, transform.origin_y + side])
 
 
 # ---------------------------------------------------------------------------- images
@@ -138,7 +87,7 @@ def find_images(path: str | Path) -> tuple[Path, list[Path]]:
     return path, images
 
 
-def draw_overlay(image: np.ndarray, faces: Sequence[FaceLandmarks]) -> np.ndarray:
+def draw_overlay(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     """A copy of ``image`` (RGB) with each face's detector box and landmarks, sized to the image."""
     out = np.ascontiguousarray(image).copy()
     radius = max(1.0, max(image.shape[:2]) / 250)
@@ -159,7 +108,7 @@ def write_png(path: Path, image_rgb: np.ndarray) -> Path:
     return atomic.write_bytes(path, data.tobytes())
 
 
-def write_face_files(out_dir: Path, name: str, image: np.ndarray, faces: Sequence[FaceLandmarks],
+def write_face_files(out_dir: Path, name: str, image: np.ndarray, faces: Sequence[Face],
                      info: dict[str, Any]) -> list[Path]:
     """``<name>.pts`` (face 0; ``<name>_face<k>.pts`` for more), ``<name>.json``, ``<name>_overlay.png``."""
     from landmarks.data import write_pts
@@ -171,7 +120,7 @@ def write_face_files(out_dir: Path, name: str, image: np.ndarray, faces: Sequenc
     return written
 
 
-def image_json(image: np.ndarray, faces: Sequence[FaceLandmarks], info: dict[str, Any]) -> dict[str, Any]:
+def image_json(image: np.ndarray, faces: Sequence[Face], info: dict[str, Any]) -> dict[str, Any]:
     h, w = image.shape[:2]
     return {**info, "width": w, "height": h, "coordinates": COORDINATES, "faces": [f.to_json() for f in faces]}
 
@@ -184,21 +133,37 @@ class PredictSummary:
     skipped: int = 0
 
 
-def predict_images(pipeline: LandmarkPipeline, source: str | Path, out: Path | None, *,
+def ignored_files(root: Path) -> list[Path]:
+    """Files under a folder that :func:`find_images` leaves out (not images by suffix; hidden ones aside)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def predict_images(pipeline: Callable[[np.ndarray], list[Face]], source: str | Path, out: Path | None, *,
                    log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
                    info: dict[str, Any] | None = None) -> PredictSummary:
     """Landmarks of every image under ``source``; files under ``out`` (mirroring subfolders) or JSON lines.
 
+    ``pipeline``: a :class:`~landmarks.api.FaceLandmarker` or :class:`~landmarks.api.LandmarkPipeline`.
     One image: an unreadable image or no face is a :class:`DataError`. A folder: such images are
-    reported through ``warn`` and skipped; a folder where no image has a face is a :class:`DataError`.
+    reported through ``warn`` and skipped, files that are not images counted in one line, progress
+    written through ``warn`` every :data:`PROGRESS_EVERY` images; a folder where no image has a face
+    is a :class:`DataError`.
     """
     from landmarks.data import read_image
+    from landmarks.progress import log_progress
 
-    warn = warn or (lambda line: print(line, file=sys.stderr))
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     root, images = find_images(source)
     single = Path(source).is_file()
+    if not single:
+        ignored = ignored_files(root)
+        if ignored:
+            kinds = ", ".join(sorted({p.suffix.lower() or "no suffix" for p in ignored}))
+            warn(f"ignored {len(ignored)} file(s) that are not {'/'.join(IMAGE_SUFFIXES)} images ({kinds})")
     summary = PredictSummary()
-    for path in images:
+    stream = _LineStream(warn)
+    for path in images if single else log_progress(images, "predict", every=PROGRESS_EVERY, stream=stream):
         summary.images += 1
         rel = path.relative_to(root)
         try:
@@ -211,7 +176,7 @@ def predict_images(pipeline: LandmarkPipeline, source: str | Path, out: Path | N
             continue
         faces = pipeline(image)
         if not faces:
-            hint = "try --upsample 1 for small faces, or --no-detect if the image is a face crop"
+            hint = "try --upsample 2 for small faces, or --no-detect if the image is a face crop"
             if single:
                 raise DataError(f"{path}: no face found ({hint})")
             warn(f"skipped: {rel}: no face found")
@@ -227,6 +192,21 @@ def predict_images(pipeline: LandmarkPipeline, source: str | Path, out: Path | N
     if summary.with_face == 0:
         raise DataError(f"{source}: no face found in any of {summary.images} images")
     return summary
+
+
+class _LineStream:
+    """A file-like ``write`` that hands whole lines to a callback (for :func:`log_progress`)."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.emit(text.rstrip("\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def solution_lines(pipeline: LandmarkPipeline, source: str | Path) -> list[str]:
@@ -325,47 +305,71 @@ def build_parser() -> argparse.ArgumentParser:
     head, body = __doc__.split("\n\n", 1)
     p = argparse.ArgumentParser(prog=PROG, description=head, epilog=body,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="ONNX / TFLite artifact or torch checkpoint (.onnx, .tflite, .pt)")
-    p.add_argument("images", nargs="?", metavar="IMAGE_OR_FOLDER", help="an image file or a folder of images")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
+                   help="an image file or a folder of images (older form: MODEL IMAGE_OR_FOLDER)")
+    p.add_argument("--model", type=Path, help="ONNX / TFLite artifact or torch checkpoint (default: the shipped "
+                                              "INT8 model, landmarks/zoo)")
     p.add_argument("--video", help="video file, or a camera number (0: the default webcam)")
     p.add_argument("--out", type=Path, help="output folder (solution format: the submission file)")
     p.add_argument("--format", choices=("files", "solution"), default="files",
                    help="files: .pts/.json/overlay per image (default); solution: face-synthetics submission")
     p.add_argument("--no-detect", action="store_true", help="images are face crops: the whole image is the crop")
     p.add_argument("--detector", default="dlib-hog", choices=sorted(DETECTORS), help="face detector")
-    p.add_argument("--upsample", type=int, default=0, help="detector upsampling: 1 finds faces down to ~40 px")
-    p.add_argument("--max-faces", type=int, default=1, help="faces per image, largest first (default: 1)")
+    p.add_argument("--upsample", type=int, default=None,
+                   help="detector upsampling (default: automatic, 1-2 for images under 500 px; 1 finds ~40 px faces)")
+    p.add_argument("--max-faces", type=int, default=None, help="faces per image, largest first (default: all)")
     p.add_argument("--max-frames", type=int, help="video: stop after this many frames")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     return p
 
 
+def split_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """``(model, image)`` from ``--model`` and the positionals; a first positional ending in
+    .onnx/.tflite/.pt/.pth is the model (the older ``MODEL IMAGE_OR_FOLDER`` form)."""
+    inputs, model = list(args.inputs), args.model
+    if inputs and Path(inputs[0]).suffix.lower() in MODEL_SUFFIXES:
+        if model is not None:
+            parser.error(f"two models given: --model {model} and {inputs[0]}")
+        model = Path(inputs.pop(0))
+    if len(inputs) > 1:
+        parser.error("give one IMAGE_OR_FOLDER (a folder for many images); the model goes in --model")
+    return model, inputs[0] if inputs else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.images is None) == (args.video is None):
+    model, images = split_inputs(parser, args)
+    if (images is None) == (args.video is None):
         parser.error("give either IMAGE_OR_FOLDER or --video PATH|N")
     with cli_errors(PROG):
-        predictor = load_predictor(args.model, num_threads=args.threads)
+        if args.out is not None:  # before any work: a file, or a path below one, cannot be the output
+            solution = args.format == "solution" and args.video is None and not args.out.is_dir()
+            (check_output_file if solution else check_output_dir)(args.out)
+        if args.max_faces is not None and args.max_faces < 1:
+            raise ConfigError(f"--max-faces must be at least 1, got {args.max_faces}")
         detect = not args.no_detect and args.format != "solution"
-        detector = None
-        if detect:
-            detector = load_detector(args.detector, upsample=args.upsample)
-        pipeline = LandmarkPipeline(predictor, detector, max_faces=args.max_faces)
+        landmarker = FaceLandmarker(model, detector=args.detector if detect else None, upsample=args.upsample,
+                                    max_faces=args.max_faces, threads=args.threads)
+        pipeline = landmarker.pipeline
         if args.video is not None:
             run_video(pipeline, args.video, max_frames=args.max_frames, out=args.out)
         elif args.format == "solution":
             target = args.out or Path("solution.txt")
             target = target / "solution.txt" if target.is_dir() else target
-            lines = solution_lines(pipeline, args.images)
+            lines = solution_lines(pipeline, images)
             atomic.write_text(target, "\n".join(lines) + "\n")
             print(f"wrote {target}: {len(lines)} images")
         else:
-            info = {"model": str(args.model), "detector": detector.name if detector else None}
-            summary = predict_images(pipeline, args.images, args.out, info=info)
+            detector = landmarker.detector
+            info = {"model": str(landmarker.model_path), "detector": detector.name if detector else None}
+            summary = predict_images(landmarker, images, args.out, info=info)
+            line = (f"{summary.with_face}/{summary.images} images with a face ({summary.faces} faces, "
+                    f"{summary.skipped} skipped)")
             if args.out is not None:
-                print(f"{summary.with_face}/{summary.images} images with a face ({summary.faces} faces, "
-                      f"{summary.skipped} skipped) -> {args.out}")
+                print(f"{line} -> {args.out}")
+            elif summary.images > 1:
+                print(line, file=sys.stderr)
     return 0
 
 

@@ -55,3 +55,25 @@ def test_real_helen_testset_exits_0(shared_data: Path) -> None:
     result = _run(str(shared_data / "helen/testset"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "faces:    330" in result.stdout
+
+
+def test_face_synthetics_sample_has_100_faces_of_68_points() -> None:
+    sample = Path(__file__).resolve().parents[2] / "shared/data/face_synthetics_sample"
+    if not sample.is_dir():
+        pytest.skip(f"real data not found at {sample}")
+    result = _run(str(sample))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "format:   face_synthetics" in result.stdout and "faces:    100\n" in result.stdout
+    assert "points:   68" in result.stdout and "BAD" not in result.stdout
+    assert "checking " in result.stderr and "100/100 faces (100 %)" in result.stderr  # progress in a log
+
+
+def test_image_declaring_an_enormous_size_is_a_bad_file_not_a_crash(pts_folder: Path) -> None:
+    from tests.test_data_formats import huge_png
+
+    huge_png(pts_folder / "face_0.png")
+    result = _run(str(pts_folder))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "cv2.error" not in result.stderr
+    bad = [line for line in result.stdout.splitlines() if line.startswith("BAD")]
+    assert len(bad) == 1 and "face_0.png: PNG declares 60000x60000 pixels, above the limit" in bad[0]
+    assert "faces:    2 usable, 1 bad file(s)" in result.stdout

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -13,7 +16,7 @@ import pytest
 from landmarks.data import detect_format, load_records, read_image, read_pts, restricted_loads, write_pts
 from landmarks.data.formats import scan
 from landmarks.errors import DataError
-from tests.conftest import grid_points
+from tests.conftest import SHARED_300W, grid_points
 
 PTS_HEADER = "version: 1\nn_points: {n}\n{{\n"
 
@@ -254,3 +257,126 @@ def test_wflw_missing_image_is_named(tmp_path: Path) -> None:
     lst = _write_text(tmp_path / "list.txt", _wflw_line(np.zeros((98, 2)), "x/missing.jpg"))
     with pytest.raises(DataError, match=r"line 1: image x/missing\.jpg not found"):
         load_records(lst)
+
+
+# ---------------------------------------------------------------------------- FaceSynthetics native
+
+FACE_SYNTHETICS = SHARED_300W.parent / "face_synthetics_sample"
+
+
+def _ldmks_text(points: np.ndarray) -> str:
+    return "".join(f"{x} {y}\n" for x, y in points)
+
+
+def test_face_synthetics_sample_loads_68_points_at_pixel_centres() -> None:
+    if not FACE_SYNTHETICS.is_dir():
+        pytest.skip(f"real data not found at {FACE_SYNTHETICS}")
+    assert detect_format(FACE_SYNTHETICS) == "face_synthetics"
+    records = load_records(FACE_SYNTHETICS)
+    assert len(records) == 100 and {r.num_points for r in records} == {68}
+    first = records[0]
+    assert first.key == "000000.jpg"
+    on_disk = np.loadtxt(FACE_SYNTHETICS / "000000_ldmks.txt")
+    assert on_disk.shape == (70, 2)  # 68 iBUG points + 2 pupils, 0-based pixel indices
+    np.testing.assert_allclose(first.points, on_disk[:68] + 0.5)
+    assert read_image(first.image_path).shape == (512, 512, 3)
+
+
+def test_face_synthetics_folder_pairs_images_and_ignores_seg_masks(tmp_path: Path) -> None:
+    points = np.vstack([grid_points(seed=0), [[150.0, 120.0], [190.0, 121.0]]])
+    for name in ("000000", "000001"):
+        _tiny_png(tmp_path / f"{name}.png", (320, 300))
+        _tiny_png(tmp_path / f"{name}_seg.png", (320, 300))
+        _write_text(tmp_path / f"{name}_ldmks.txt", _ldmks_text(points))
+    records = load_records(tmp_path)
+    assert [r.key for r in records] == ["000000.png", "000001.png"]
+    np.testing.assert_allclose(records[1].points, points[:68] + 0.5)
+
+
+@pytest.mark.parametrize("case", ["69 lines", "not numbers", "no image", "image without ldmks"])
+def test_face_synthetics_bad_files_are_named(tmp_path: Path, case: str) -> None:
+    points = np.vstack([grid_points(seed=0), [[150.0, 120.0], [190.0, 121.0]]])
+    _tiny_png(tmp_path / "000000.png", (320, 300))
+    _write_text(tmp_path / "000000_ldmks.txt", _ldmks_text(points))
+    ldmks, image = tmp_path / "000001_ldmks.txt", tmp_path / "000001.png"
+    if case == "69 lines":
+        bad, reason = _write_text(ldmks, _ldmks_text(points[:69])), "malformed _ldmks.txt: expected 70 lines"
+        _tiny_png(image, (320, 300))
+    elif case == "not numbers":
+        bad = _write_text(ldmks, "one 2\n" + _ldmks_text(points[1:]))
+        reason = "malformed _ldmks.txt: line 1 is not two numbers: 'one 2'"
+        _tiny_png(image, (320, 300))
+    elif case == "no image":
+        bad, reason = _write_text(ldmks, _ldmks_text(points)), "annotation without an image"
+    else:
+        bad, reason = _tiny_png(tmp_path / "000001.jpg"), "image without annotation (no 000001_ldmks.txt)"
+    result = scan(tmp_path)
+    assert result.format == "face_synthetics" and [r.key for r in result.records] == ["000000.png"]
+    (problem,) = result.problems
+    assert problem.path == bad and problem.reason.startswith(reason)
+    with pytest.raises(DataError, match=re.escape(f"{bad}: {reason}")):
+        load_records(tmp_path)
+
+
+# ---------------------------------------------------------------------------- images: header checks
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def huge_png(path: Path, width: int = 60000, height: int = 60000) -> Path:
+    """A ~100-byte PNG whose IHDR (valid CRC) declares ``width`` x ``height`` RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" + b"\x00" * 3 * 8)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
+                     + _png_chunk(b"IEND", b""))
+    return path
+
+
+def test_enormous_declared_size_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = huge_png(tmp_path / "bomb.png")
+    assert path.stat().st_size < 1024
+    with pytest.raises(DataError, match=r"bomb.png: PNG declares 60000x60000 pixels, above the limit of 100 megapix"):
+        read_image(path)
+
+
+def test_truncated_jpeg_is_refused(tmp_path: Path) -> None:
+    _, data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.jpg: truncated JPEG"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp"])
+def test_header_size_matches_the_decoded_size(tmp_path: Path, suffix: str) -> None:
+    from landmarks.data.imageheader import read_header
+
+    path = tmp_path / f"image{suffix}"
+    assert cv2.imwrite(str(path), np.full((37, 53, 3), 120, np.uint8))
+    header = read_header(path.read_bytes())
+    assert header is not None and (header.width, header.height, header.truncated) == (53, 37, False)
+    assert read_image(path).shape == (37, 53, 3)
+
+
+def test_16_bit_and_alpha_pngs_become_8_bit_rgb(tmp_path: Path) -> None:
+    deep = np.zeros((20, 30, 3), np.uint16)
+    deep[..., 2] = 65535  # BGR: red
+    assert cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 1], rgba[..., 3] = 200, 128  # BGRA: green, half transparent
+    assert cv2.imwrite(str(tmp_path / "alpha.png"), rgba)
+    for name, rgb in (("deep.png", (255, 0, 0)), ("alpha.png", (0, 200, 0))):
+        image = read_image(tmp_path / name)
+        assert image.dtype == np.uint8 and image.shape == (20, 30, 3)
+        np.testing.assert_array_equal(image[5, 5], rgb)
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")  # pillow comes with matplotlib; only the test uses it
+    path = tmp_path / "cmyk.jpg"
+    image_module.new("CMYK", (24, 16), (0, 255, 255, 0)).save(path, quality=95)  # pure red in CMYK
+    rgb = read_image(path)
+    assert rgb.shape == (16, 24, 3)
+    assert rgb[8, 12, 0] > 200 and rgb[8, 12, 1] < 60 and rgb[8, 12, 2] < 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,39 @@ def test_real_300w_helen_subset(tmp_path, artifacts):
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert doc["metrics"]["num_images"] == 40 and len(doc["per_image"]) == 40
+
+
+@pytest.mark.parametrize("where", ["is a file", "is below the file"])
+def test_out_naming_a_file_is_refused_before_any_work(tmp_path, artifacts, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine\n")
+    out = blocker if where == "is a file" else blocker / "sub"
+    # the model does not exist: the --out check must come first, before the model is even opened
+    result = run_cli(tmp_path / "nope.onnx", artifacts["data"], "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"python -m landmarks.eval: error: --out {out} ") and where in line
+    assert blocker.read_text() == "mine\n"
+
+
+def test_image_declaring_an_enormous_size_is_one_line_exit_2(tmp_path, artifacts):
+    from tests.test_data_formats import huge_png
+
+    data = tmp_path / "faces"
+    shutil.copytree(artifacts["data"], data)
+    victim = sorted(data.glob("*.png"))[0]
+    huge_png(victim)
+    result = run_cli(artifacts["model"], data, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "cv2.error" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{victim.name}: PNG declares 60000x60000 pixels, above the limit" in line
+
+
+def test_progress_lines_without_a_terminal(tmp_path, artifacts):
+    result = run_cli(artifacts["model"], artifacts["data"], "--out", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("evaluating tiny (onnxruntime) on ")
+    assert any(line.startswith("evaluated 6 faces in ") for line in lines)
+    quiet = run_cli(artifacts["model"], artifacts["data"], "--out", tmp_path / "q", "--no-progress")
+    assert not any(line.startswith("evaluat") for line in quiet.stdout.splitlines())

@@ -16,6 +16,8 @@ from landmarks.detect import BoxCalibration, Detection, calibrated_box, rank_det
 from landmarks.predict import LandmarkPipeline, find_images, main, write_face_files
 from landmarks.runtimes import load_predictor
 from landmarks.synthetic import generate_face
+from landmarks.zoo import load_manifest
+from tests.conftest import SHARED_300W
 from tests.helpers import TinyLandmarkNet, export_onnx, tiny_metadata
 
 
@@ -182,3 +184,125 @@ def test_find_images_searches_folders_recursively(face_folder: Path) -> None:
     root, images = find_images(face_folder)
     assert root == face_folder and [p.relative_to(root).as_posix() for p in images] == [
         "face0.png", "face1.png", "more/face2.png"]
+
+
+# ---------------------------------------------------------------------------- default model, --model, bad input
+
+PHOTOS = SHARED_300W.parent / "photos"
+
+
+@pytest.fixture(scope="module")
+def obamas() -> Path:
+    pytest.importorskip("dlib")
+    if not (PHOTOS / "obamas.jpg").is_file():
+        pytest.skip(f"real photos not found at {PHOTOS}")
+    return PHOTOS / "obamas.jpg"
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], call, *, after_skips: bool = False) -> str:
+    """The error line of a call that exits 2; alone on stderr, or after a folder's skip/progress lines."""
+    with pytest.raises(SystemExit) as exc:
+        call()
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    if after_skips:
+        assert all(line.startswith(("skipped: ", "predict: ")) for line in lines[:-1]), lines
+    else:
+        assert len(lines) == 1, lines
+    assert lines[-1].startswith("python -m landmarks.predict: error: ")
+    return lines[-1]
+
+
+def test_without_model_the_shipped_one_is_used_or_one_line_exit_2(obamas: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    if load_manifest() is None:
+        assert _one_error_line(capsys, lambda: main([str(obamas)])).endswith("no shipped model; pass --model")
+        return
+    assert main([str(obamas)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["faces"]) == 2
+
+
+@pytest.mark.parametrize("form", ["--model", "model first"])
+def test_every_face_by_default_with_model_flag_or_old_form(form: str, obamas: Path, tiny_onnx: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--model", str(tiny_onnx), str(obamas)] if form == "--model" else [str(tiny_onnx), str(obamas)]
+    assert main(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["model"] == str(tiny_onnx) and len(record["faces"]) == 2
+    assert main([*args, "--max-faces", "1"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
+
+
+@pytest.mark.parametrize("where", ["is a file", "is below the file"])
+def test_out_naming_a_file_is_refused_before_any_work(where: str, face_folder: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine\n")
+    out = blocker if where == "is a file" else blocker / "sub"
+    missing_model = tmp_path / "nope.onnx"  # the --out check must come before the model is opened
+    line = _one_error_line(capsys, lambda: main(["--model", str(missing_model), str(face_folder), "--out", str(out)]))
+    assert f"--out {out} {where}" in line and blocker.read_text() == "mine\n"
+
+
+def _bad_and_odd_images(folder: Path, photo: Path) -> None:
+    """The photo converted to alpha PNG, 16-bit PNG, CMYK JPEG; and files that cannot be used."""
+    from tests.test_data_formats import huge_png
+
+    folder.mkdir()
+    bgr = cv2.imread(str(photo))
+    cv2.imwrite(str(folder / "alpha.png"), np.concatenate([bgr, np.full((*bgr.shape[:2], 1), 200, np.uint8)], 2))
+    cv2.imwrite(str(folder / "deep.png"), bgr.astype(np.uint16) * 257)
+    image_module = pytest.importorskip("PIL.Image")  # pillow comes with matplotlib; only the test uses it
+    image_module.open(photo).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    data = photo.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "fake.jpg").write_text("not a jpeg\n")
+    huge_png(folder / "huge.png")
+    cv2.imwrite(str(folder / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+    (folder / "notes.txt").write_text("not an image\n")
+
+
+def test_folder_of_odd_and_broken_images(obamas: Path, tiny_onnx: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    _bad_and_odd_images(folder, obamas)
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny_onnx), str(folder), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    for name in ("alpha", "deep", "cmyk"):  # converted and processed: both faces found
+        record = json.loads((out / f"{name}.json").read_text())
+        assert len(record["faces"]) == 2, name
+    skipped = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in captured.err.splitlines()
+               if line.startswith("skipped: ")}
+    assert set(skipped) == {"truncated.jpg", "fake.jpg", "huge.png", "dot.png"}
+    assert "truncated JPEG" in skipped["truncated.jpg"] and "60000x60000" in skipped["huge.png"]
+    assert "no face found" in skipped["dot.png"] and "cannot decode" in skipped["fake.jpg"]
+    assert "ignored 1 file(s) that are not" in captured.err and "(.txt)" in captured.err
+    assert "predict: 7/7 images (100 %)" in captured.err  # the progress line of a log
+    assert "3/7 images with a face (6 faces, 4 skipped)" in captured.out
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("case", ["huge image", "truncated image", "not a video", "nothing usable"])
+def test_more_bad_input_is_one_line_and_exit_2(case: str, tiny_onnx: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_data_formats import huge_png
+
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    truncated = tmp_path / "cut.png"
+    _, data = cv2.imencode(".png", np.full((40, 40, 3), 7, np.uint8))
+    truncated.write_bytes(data.tobytes()[:-12])  # without its IEND chunk
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "a.jpg").write_text("no\n")
+    args = {
+        "huge image": [str(huge_png(tmp_path / "huge.png"))],
+        "truncated image": [str(truncated), "--no-detect"],
+        "not a video": ["--video", str(notes)],
+        "nothing usable": [str(folder), "--no-detect"],
+    }[case]
+    line = _one_error_line(capsys, lambda: main(["--model", str(tiny_onnx), *args]),
+                           after_skips=case == "nothing usable")
+    assert {"huge image": "60000x60000", "truncated image": "truncated PNG", "not a video": "cannot be opened",
+            "nothing usable": "no face found in any of 1 images"}[case] in line

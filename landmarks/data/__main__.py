@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from landmarks.cli import add_version_flag
@@ -25,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "DATASET is a folder of images with same-named iBUG .pts files (searched recursively), "
+            "a FaceSynthetics folder (NNNNNN.png|jpg + NNNNNN_ldmks.txt), "
             "a face-synthetics annot.pkl (or its folder), a WFLW annotation list "
             "(list_98pt_rect_attr_*.txt), or 'synthetic' / 'synthetic:N'. "
             "Several datasets may be given, or joined with commas."
@@ -39,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _progress(label: str) -> Progress:
-    """A tqdm bar on stderr, only on a terminal (logs stay clean)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal; in a log, a line on stderr per 500 faces checked."""
+    from landmarks.progress import progress
 
-    return lambda items: tqdm(items, desc=label, unit="face", leave=False, disable=not sys.stderr.isatty())
+    return lambda items: progress(items, f"checking {label}", every=500, unit="faces")
 
 
 def format_report(report: DatasetReport, input_size: int) -> str:

@@ -24,15 +24,18 @@ import numpy as np
 
 from landmarks import atomic
 from landmarks.coords import continuous_to_pts, index_to_continuous, pts_to_continuous
+from landmarks.data.imageheader import MAX_IMAGE_PIXELS, HeaderError, read_header
 from landmarks.data.specs import is_synthetic_spec
 from landmarks.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
-FORMATS = ("pts", "synthetics_pkl", "wflw", "synthetic")
+FORMATS = ("pts", "synthetics_pkl", "face_synthetics", "wflw", "synthetic")
 SYNTHETICS_PKL_NAME = "annot.pkl"
 WFLW_IMAGES_DIR = "WFLW_images"
 WFLW_POINTS = 98
 SYNTHETICS_POINTS = 68
+LDMKS_SUFFIX = "_ldmks.txt"  # FaceSynthetics native layout: NNNNNN.png + NNNNNN_ldmks.txt
+LDMKS_LINES = 70  # the 68 iBUG points, then the two pupils (not kept)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,16 +84,41 @@ class ScanResult:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 RGB ``[H, W, 3]`` (grey and RGBA are converted)."""
+    """Decode an image file to uint8 RGB ``[H, W, 3]``.
+
+    Grey, alpha (dropped), 16-bit (scaled to 8) and CMYK images are converted. The declared size
+    is checked before decoding (:data:`~landmarks.data.imageheader.MAX_IMAGE_PIXELS`), and a PNG
+    or JPEG whose data stops early is refused rather than decoded half grey.
+    """
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"{path}: cannot read image ({err.strerror or err})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    _check_header(path, data)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as err:  # a format whose header we do not read, beyond OpenCV's own limits
+        raise DataError(f"{path}: cannot decode image ({str(err).strip().splitlines()[-1]})") from None
     if image is None:
-        raise DataError(f"{path}: cannot decode image (not a valid JPEG/PNG file)")
+        raise DataError(f"{path}: cannot decode image (not a valid JPEG/PNG/BMP/WebP file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_header(path: Path, data: np.ndarray) -> None:
+    try:
+        header = read_header(data.tobytes())
+    except HeaderError as err:
+        raise DataError(f"{path}: cannot decode image ({err})") from None
+    if header is None:
+        return
+    if header.pixels > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: {header.kind.upper()} declares {header.width}x{header.height} pixels, above the "
+                        f"limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels; not decoded")
+    if header.width == 0 or header.height == 0:
+        raise DataError(f"{path}: {header.kind.upper()} declares an empty {header.width}x{header.height} image")
+    if header.truncated:
+        raise DataError(f"{path}: truncated {header.kind.upper()} file (the image data stops before its end)")
 
 
 # ---------------------------------------------------------------------------- iBUG .pts
@@ -331,6 +359,64 @@ def _check_array(array: object, shape: tuple[int, int]) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------- FaceSynthetics native
+
+
+def read_ldmks(path: str | Path) -> np.ndarray:
+    """A FaceSynthetics ``NNNNNN_ldmks.txt`` (70 lines ``x y``, 0-based pixel indices) as ``[68, 2]``
+    continuous coordinates: the 68 iBUG points; the two pupils (lines 69-70) are dropped."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text _ldmks.txt file") from None
+    lines = text.strip().splitlines()
+    if len(lines) != LDMKS_LINES:
+        raise DataError(f"{path}: malformed _ldmks.txt: expected {LDMKS_LINES} lines 'x y' "
+                        f"(68 iBUG points + 2 pupils), found {len(lines)}")
+    points = []
+    for i, line in enumerate(lines[:SYNTHETICS_POINTS]):
+        try:
+            points.append(_parse_xy(line, path, i + 1))
+        except DataError as err:
+            raise DataError(str(err).replace("malformed .pts", "malformed _ldmks.txt")) from None
+    return index_to_continuous(np.array(points, dtype=np.float64))
+
+
+def scan_face_synthetics(root: str | Path) -> ScanResult:
+    """Pair every ``NNNNNN_ldmks.txt`` under ``root`` with its ``NNNNNN.png``/``.jpg``.
+
+    Images without landmarks are reported, except FaceSynthetics' own ``NNNNNN_seg.png`` masks.
+    """
+    root = Path(root)
+    files = _walk(root)
+    annotations = {p.with_name(p.name.removesuffix(LDMKS_SUFFIX)): p for p in files if p.name.endswith(LDMKS_SUFFIX)}
+    by_stem: dict[Path, list[Path]] = {}
+    for image in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
+        stem = image.with_suffix("")
+        if stem.name.endswith("_seg") and stem.with_name(stem.name.removesuffix("_seg")) in annotations:
+            continue
+        by_stem.setdefault(stem, []).append(image)
+    records, problems = [], []
+    for stem, images in by_stem.items():
+        ldmks = annotations.get(stem)
+        if ldmks is None:
+            problems += [BadFile(img, f"image without annotation (no {stem.name}{LDMKS_SUFFIX})") for img in images]
+        elif len(images) > 1:
+            problems.append(BadFile(ldmks, f"ambiguous: several images share its name "
+                                           f"({', '.join(p.name for p in images)})"))
+        else:
+            try:
+                records.append(FaceRecord(_key(root, images[0]), images[0], read_ldmks(ldmks)))
+            except DataError as err:
+                problems.append(BadFile(ldmks, str(err).removeprefix(f"{ldmks}: ")))
+    problems += [BadFile(p, f"annotation without an image (no {stem.name}.png/.jpg)")
+                 for stem, p in annotations.items() if stem not in by_stem]
+    return ScanResult("face_synthetics", root, records, sorted(problems, key=lambda b: str(b.path)))
+
+
 # ---------------------------------------------------------------------------- WFLW list
 
 _WFLW_FIELDS = 2 * WFLW_POINTS + 4 + 6 + 1
@@ -417,14 +503,14 @@ def detect_format(path: str | Path) -> str:
     kinds = _folder_kinds(path, files)
     if len(kinds) > 1:
         raise DataError(f"{path}: mixes dataset formats ({', '.join(sorted(kinds))}); "
-                        "name the annot.pkl, the WFLW list or a folder with only .pts files")
+                        "name the annot.pkl, the WFLW list or a folder with only .pts or only _ldmks.txt files")
     if kinds:
         return kinds.pop()
     n_images = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
     if n_images == 0:
         raise DataError(f"{path}: empty dataset folder (no images, no annotations)")
     raise DataError(f"{path}: {n_images} images but no annotations "
-                    "(expected same-named .pts files, an annot.pkl, or a WFLW list)")
+                    "(expected same-named .pts files, NNNNNN_ldmks.txt files, an annot.pkl, or a WFLW list)")
 
 
 def _detect_file(path: Path) -> str:
@@ -441,6 +527,8 @@ def _folder_kinds(root: Path, files: list[Path]) -> set[str]:
         kinds.add("synthetics_pkl")
     if any(p.suffix.lower() == ".pts" for p in files):
         kinds.add("pts")
+    if any(p.name.endswith(LDMKS_SUFFIX) for p in files):
+        kinds.add("face_synthetics")
     lists = _wflw_lists(files)
     if len(lists) > 1:
         names = ", ".join(p.name for p in lists)
@@ -462,6 +550,8 @@ def scan(path: str | Path) -> ScanResult:
     path = Path(path)
     if kind == "pts":
         return scan_pts_folder(path)
+    if kind == "face_synthetics":
+        return scan_face_synthetics(path)
     if kind == "synthetics_pkl":
         return scan_synthetics_pkl(path / SYNTHETICS_PKL_NAME if path.is_dir() else path)
     return scan_wflw_list(path if path.is_file() else _wflw_lists(_walk(path))[0])
