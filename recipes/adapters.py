@@ -22,19 +22,22 @@ def distill_config(recipe: Recipe, out: Path, progress: bool) -> Any:
     from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 
     r = recipe
+    t, s = r.teacher, r.student
     return DistillConfig(
-        data=DataConfig(train=spec_string(r.data.train), val=spec_string(r.data.val), crop_scale=r.data.crop_scale,
+        data=DataConfig(train=spec_string(r.data.train), val=spec_string(r.data.val) if r.data.val else None,
+                        val_split=r.data.val_split,
+                        unlabeled=spec_string(r.data.unlabeled) if r.data.unlabeled else None,
+                        unlabeled_ratio=r.data.unlabeled_ratio, crop_scale=r.data.crop_scale,
                         synthetic_train=DEFAULT_SYNTHETIC, synthetic_val=DEFAULT_SYNTHETIC // 4,
                         num_workers=r.data.num_workers),
-        teacher=TeacherConfig(arch=r.teacher.arch, width=r.teacher.width, input_size=r.teacher.input_size,
-                              checkpoint=r.teacher.checkpoint,
-                              train=TrainConfig(epochs=r.teacher.epochs, batch_size=r.teacher.batch_size,
-                                                lr=r.teacher.lr)),
-        student=StudentConfig(arch=r.student.arch,
-                              train=TrainConfig(epochs=r.student.epochs, batch_size=r.student.batch_size,
-                                                lr=r.student.lr)),
-        kd=KDConfig(enabled=not r.student.no_kd, gt_weight=r.student.kd.gt_weight,
-                    output_weight=r.student.kd.output_weight, feature_weight=r.student.kd.feature_weight),
+        teacher=TeacherConfig(arch=t.arch, width=t.width, input_size=t.input_size, checkpoint=t.checkpoint,
+                              train=TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                                                ema_decay=t.ema_decay, precision=r.precision)),
+        student=StudentConfig(arch=s.arch, input_size=s.input_size, loss=s.loss,
+                              train=TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+                                                ema_decay=s.ema_decay, precision=r.precision)),
+        kd=KDConfig(enabled=not s.no_kd, gt_weight=s.kd.gt_weight,
+                    output_weight=s.kd.output_weight, feature_weight=s.kd.feature_weight),
         out=str(out),
         device=r.device,
         seed=r.seed,
@@ -49,7 +52,7 @@ def prune_config(recipe: Recipe) -> Any:
     p, kd = recipe.prune, recipe.student.kd
     return PruneConfig(ratio=p.ratio, importance=p.importance, steps=p.steps, finetune_epochs=p.finetune_epochs,
                        batch_size=recipe.student.batch_size, lr=p.lr, synthetic_train=DEFAULT_SYNTHETIC,
-                       synthetic_val=DEFAULT_SYNTHETIC // 4,
+                       synthetic_val=DEFAULT_SYNTHETIC // 4, val_split=recipe.data.val_split,
                        kd=KDConfig(enabled=not recipe.student.no_kd, gt_weight=kd.gt_weight,
                                    output_weight=kd.output_weight, feature_weight=kd.feature_weight),
                        device=recipe.device)
@@ -61,7 +64,8 @@ def prune(recipe: Recipe, student: Path, teacher: Path | None, out: Path, progre
 
     teacher = None if recipe.student.no_kd else teacher
     return prune_checkpoint(student, prune_config(recipe), data=spec_string(recipe.data.train),
-                            val_data=spec_string(recipe.data.val), teacher_checkpoint=teacher, out=out,
+                            val_data=spec_string(recipe.data.val) if recipe.data.val else None,
+                            teacher_checkpoint=teacher, out=out,
                             seed=recipe.seed, progress=progress, log=log)
 
 

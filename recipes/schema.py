@@ -76,13 +76,23 @@ class DataSection(_Section):
     """
 
     train: DataSpec = "synthetic:1500"
-    val: DataSpec = "synthetic:200"
+    val: DataSpec | None = "synthetic:200"  # null: carve val_split of the training folders instead
+    val_split: float = Field(0.0, ge=0.0, lt=1.0)
+    unlabeled: DataSpec | None = None  # folders of faces without labels, labelled by the teacher
+    unlabeled_ratio: float = Field(0.5, gt=0.0, lt=1.0)
     calib: DataSpec | None = None  # default: the training data
     eval: DataSpec = "synthetic:200"
     crop_scale: float = Field(1.25, gt=0.5, le=4.0)
-    num_workers: int = Field(1, ge=0, le=16)
+    num_workers: int = Field(0, ge=0, le=16)
 
-    @field_validator("train", "val", "calib", "eval")
+    @model_validator(mode="after")
+    def _has_validation(self) -> DataSection:
+        if self.val is None and self.val_split == 0 and not all(
+                s.startswith("synthetic") for s in spec_items(self.train)):
+            raise _KeyError("data.val", "training folders need validation: name data.val or set data.val_split")
+        return self
+
+    @field_validator("train", "val", "unlabeled", "calib", "eval")
     @classmethod
     def _specs(cls, value: DataSpec | None) -> DataSpec | None:
         return value if value is None else _check_spec(value)
@@ -106,6 +116,7 @@ class TeacherSection(_Section):
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(2e-3, gt=0.0, le=1.0)
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     checkpoint: ExistingFile = None
 
     @field_validator("arch")
@@ -130,6 +141,8 @@ class StudentSection(_Section):
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0.0, le=1.0)
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    loss: Literal["pfld", "wing"] = "pfld"
     no_kd: bool = False
     kd: KDSection = KDSection()
     checkpoint: ExistingFile = None
@@ -199,6 +212,7 @@ class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     data: DataSection = DataSection()
     teacher: TeacherSection = TeacherSection()
     student: StudentSection = StudentSection()

@@ -99,7 +99,11 @@ class DistillStage(Stage):
         return {
             "seed": r.seed,
             "train": data_fingerprint(spec_items(r.data.train)),
-            "val": data_fingerprint(spec_items(r.data.val)),
+            "val": data_fingerprint(spec_items(r.data.val)) if r.data.val else None,
+            "val_split": r.data.val_split,
+            "unlabeled": data_fingerprint(spec_items(r.data.unlabeled)) if r.data.unlabeled else None,
+            "unlabeled_ratio": r.data.unlabeled_ratio,
+            "precision": r.precision,
             "crop_scale": r.data.crop_scale,
             "teacher": teacher,
             "student": student,
@@ -186,7 +190,8 @@ class PruneStage(Stage):
             "teacher": file_sha256(_resolve(ctx, teacher)) if teacher else None,
             "prune": r.prune.model_dump(mode="json"),
             "train": data_fingerprint(spec_items(r.data.train)),
-            "val": data_fingerprint(spec_items(r.data.val)),
+            "val": data_fingerprint(spec_items(r.data.val)) if r.data.val else None,
+            "val_split": r.data.val_split,
             "crop_scale": r.data.crop_scale,
         }
 

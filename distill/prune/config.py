@@ -44,6 +44,7 @@ class PruneConfig:
     num_workers: int = 0
     synthetic_train: int = 2000
     synthetic_val: int = 300
+    val_split: float = 0.0  # without val_data: validate on this share of the training photos
     kd: KDConfig = field(default_factory=KDConfig)
     device: str = "auto"
 
@@ -65,6 +66,8 @@ class PruneConfig:
         self._check_counts()
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
 
     def _check_counts(self) -> None:
         positive = ("steps", "batch_size", "importance_batches", "synthetic_train", "synthetic_val")

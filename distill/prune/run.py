@@ -76,22 +76,27 @@ def _open_session(
     from distill.engine import DistEnv, resolve_device
     from distill.pipeline import Validator
     from landmarks.data import AugmentConfig, open_dataset
+    from landmarks.data.split import Holdout
 
     run_dir = check_output_dir(out)
     ckpt, model = _load_student(checkpoint)
     meta = ckpt.metadata
     teacher = _load_teacher(teacher_checkpoint, meta.num_points) if teacher_checkpoint else None
     teacher_size = teacher.config.input_size if teacher is not None else 0
-    if val_data is None and not _is_synthetic(data):
+    split = val_data is None and config.val_split > 0 and not _is_synthetic(data)
+    if val_data is None and not split and not _is_synthetic(data):
         raise ConfigError("fine-tuning on a folder needs validation data too: pass --val-data PATH")
-    val_spec = val_data or f"synthetic:{config.synthetic_val}"
-    train_ds = open_dataset(data, input_size=max(meta.input_size, teacher_size), crop_scale=meta.crop_scale,
-                            augment=AugmentConfig(), seed=seed, synthetic_count=config.synthetic_train)
+    val_spec = val_data or (data if split else f"synthetic:{config.synthetic_val}")
+    train_ds = open_dataset(data, input_size=meta.input_size, crop_scale=meta.crop_scale,
+                            augment=AugmentConfig(), seed=seed, synthetic_count=config.synthetic_train,
+                            teacher_size=teacher_size or None, cache_images=True,
+                            holdout=Holdout(config.val_split, "train", seed) if split else None)
     if len(train_ds) < config.batch_size and config.finetune_epochs > 0:
         raise DataError(f"{data}: {len(train_ds)} faces, fewer than one batch of {config.batch_size}")
     if train_ds.num_points != meta.num_points:
         raise DataError(f"{data}: faces have {train_ds.num_points} points, the student predicts {meta.num_points}")
-    validator = Validator(val_spec, meta.crop_scale, seed + VAL_SEED_OFFSET, config.synthetic_val)
+    validator = Validator(val_spec, meta.crop_scale, seed if split else seed + VAL_SEED_OFFSET, config.synthetic_val,
+                          holdout=Holdout(config.val_split, "val", seed) if split else None)
     device = resolve_device(config.device, DistEnv())
     return _Session(ckpt, model, teacher, train_ds, validator, val_spec, run_dir, device, seed, progress, log)
 
