@@ -131,15 +131,24 @@ def _train_dataset(cfg: DistillConfig, input_size: int, teacher_size: int | None
     )
 
 
-def _with_unlabeled(cfg: DistillConfig, labeled: Any, teacher_size: int | None, log: Any = print) -> Any:
-    """Mix the ``--unlabeled`` faces into the student's training set (teacher-labelled)."""
-    from landmarks.data.unlabeled import MixedFaceDataset, UnlabeledFaceDataset, load_unlabeled
+def _scan_unlabeled(cfg: DistillConfig, log: Any = print) -> list[Any]:
+    """Find the ``--unlabeled`` faces (before anything is trained: a folder without any is an error)."""
+    from landmarks.data.unlabeled import load_unlabeled
 
     scans = load_unlabeled(cfg.data.unlabeled)
     for scan in scans:
         log(f"[distill] {scan.summary()}")
         for bad in scan.skipped[:5]:
             log(f"[distill]   skipped {bad}")
+        if len(scan.skipped) > 5:
+            log(f"[distill]   ... and {len(scan.skipped) - 5} more skipped")
+    return scans
+
+
+def _with_unlabeled(cfg: DistillConfig, labeled: Any, scans: list[Any], teacher_size: int | None) -> Any:
+    """Mix the unlabeled faces into the student's training set (the teacher labels them)."""
+    from landmarks.data.unlabeled import MixedFaceDataset, UnlabeledFaceDataset
+
     records = [r for scan in scans for r in scan.records]
     unlabeled = UnlabeledFaceDataset(records, labeled.num_points, input_size=cfg.student.input_size,
                                      crop_scale=cfg.data.crop_scale, augment=AugmentConfig(), seed=cfg.seed,
@@ -159,6 +168,7 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     val_spec, val_seed, val_holdout = _val_spec(cfg)
     validator = Validator(val_spec, cfg.data.crop_scale, val_seed, cfg.data.synthetic_val, holdout=val_holdout)
     validator.dataset(cfg.student.input_size)  # a bad validation folder fails before any training
+    unlabeled_scans = _scan_unlabeled(cfg) if cfg.data.unlabeled else None
     init_distributed(env, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -179,8 +189,8 @@ def run_distillation(cfg: DistillConfig, *, resume: bool = False, no_kd: bool = 
     num_points = train_ds.num_points
     if teacher is not None:
         _check_teacher_points(teacher_path, num_points)
-    if cfg.data.unlabeled:
-        train_ds = _with_unlabeled(cfg, train_ds, teacher_size)
+    if unlabeled_scans:
+        train_ds = _with_unlabeled(cfg, train_ds, unlabeled_scans, teacher_size)
     student_meta = _metadata(cfg.student.arch, cfg.student.input_size, cfg.data.crop_scale, num_points)
     student = create_model(cfg.student.arch, num_points=num_points, input_size=cfg.student.input_size).to(device)
     task = StudentTask(

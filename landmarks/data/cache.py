@@ -56,10 +56,10 @@ def cache_image(image: np.ndarray, box: np.ndarray, crop_scale: float, crop_size
     """Store ``image`` for crops of ``box``: as is, or downscaled when it has pixels to spare."""
     scale = stored_scale(box, crop_scale, crop_size)
     height, width = image.shape[:2]
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    if new_w < width and new_h < height:
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        cached = CachedImage(image, new_w / width, new_h / height)
+    if round(width * scale) < width and round(height * scale) >= 1 and round(width * scale) >= 1:
+        # fx = fy: one exact scale on both axes (a target size would round each axis differently)
+        image = cv2.resize(image, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cached = CachedImage(image, scale, scale)
     else:
         cached = CachedImage(np.ascontiguousarray(image))
     cached.pixels.flags.writeable = False
