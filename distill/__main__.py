@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --val-data: carve this fraction of the training folders' source photos as validation",
     )
     p.add_argument(
+        "--extra-data",
+        default=None,
+        metavar="PATH",
+        help="labeled folders for training only, never split into validation (e.g. machine-made labels)",
+    )
+    p.add_argument(
         "--unlabeled",
         default=None,
         metavar="PATH",
@@ -119,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
             train=args.data,
             val=args.val_data,
             val_split=args.val_split,
+            extra_train=args.extra_data,
             unlabeled=args.unlabeled,
             unlabeled_ratio=args.unlabeled_ratio,
             cache_images=not args.no_cache,

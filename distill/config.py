@@ -117,12 +117,14 @@ class DataConfig:
     ``val_split`` carves validation from the training folders by source photo
     (:mod:`landmarks.data.split`) when ``val`` is not given. ``unlabeled``: folders of faces
     without labels, labelled by the teacher on every view; ``unlabeled_ratio`` of each epoch's
-    samples come from them.
+    samples come from them. ``extra_train``: labeled folders used for training only, never split
+    into validation (e.g. machine-made labels).
     """
 
     train: str = "synthetic"
     val: str | None = None
     val_split: float = 0.0
+    extra_train: str | None = None
     unlabeled: str | None = None
     unlabeled_ratio: float = 0.5
     crop_scale: float = 1.25

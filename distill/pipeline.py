@@ -25,7 +25,7 @@ from distill.config import DistillConfig
 from distill.engine import DistEnv, Trainer, init_distributed, resolve_device
 from distill.tasks import StudentTask, TeacherTask
 from landmarks.atomic import write_json
-from landmarks.data import AugmentConfig, open_dataset
+from landmarks.data import AugmentConfig, ConcatFaceDataset, open_dataset
 from landmarks.data.split import Holdout
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
@@ -118,17 +118,13 @@ def check_run_folder(cfg: DistillConfig, resume: bool) -> Path:
 
 
 def _train_dataset(cfg: DistillConfig, input_size: int, teacher_size: int | None) -> Any:
-    return open_dataset(
-        cfg.data.train,
-        input_size=input_size,
-        crop_scale=cfg.data.crop_scale,
-        augment=AugmentConfig(),
-        seed=cfg.seed,
-        synthetic_count=cfg.data.synthetic_train,
-        teacher_size=teacher_size,
-        cache_images=cfg.data.cache_images,
-        holdout=_train_holdout(cfg),
-    )
+    common = {"input_size": input_size, "crop_scale": cfg.data.crop_scale, "augment": AugmentConfig(),
+              "seed": cfg.seed, "teacher_size": teacher_size, "cache_images": cfg.data.cache_images}
+    train = open_dataset(cfg.data.train, synthetic_count=cfg.data.synthetic_train, holdout=_train_holdout(cfg),
+                         **common)
+    if not cfg.data.extra_train:
+        return train
+    return ConcatFaceDataset([train, open_dataset(cfg.data.extra_train, **common)])
 
 
 def _scan_unlabeled(cfg: DistillConfig, log: Any = print) -> list[Any]:
@@ -295,8 +291,8 @@ def _get_teacher(
 
 def _teacher_data_key(cfg: DistillConfig) -> dict[str, Any]:
     """What of the data config decides the teacher (not the student's unlabeled faces)."""
-    return {k: v for k, v in asdict(cfg.data).items() if k not in ("unlabeled", "unlabeled_ratio", "num_workers",
-                                                                   "cache_images")}
+    student_only = ("unlabeled", "unlabeled_ratio", "num_workers", "cache_images")
+    return {k: v for k, v in asdict(cfg.data).items() if k not in student_only}
 
 
 def _check_teacher_points(teacher_path: Path | None, num_points: int) -> None:

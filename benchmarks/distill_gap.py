@@ -1,0 +1,226 @@
+"""The distillation gap on 300-W: teacher, KD student, the same student without KD, the
+release artifacts of the recipe, and the unlabeled-data arms; one JSON and one table.
+
+Every choice is made on the validation split (10 % of the training folders' source photos,
+:mod:`landmarks.data.split`); the 300-W common test set (554 faces) is evaluated once per
+finished model, for the table. Arms reuse the recipe's teacher and are resumable.
+
+    python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe   # teacher, KD student, artifacts
+    python benchmarks/distill_gap.py arms --recipe-run runs/300w_recipe         # no-KD and unlabeled arms
+    python benchmarks/distill_gap.py collect --recipe-run runs/300w_recipe --recipe-wall-s 3600
+
+Arms (student pfld025, the recipe's hyperparameters):
+* ``no_kd``: the recipe's student budget without a teacher (the KD gain is measured against it);
+* ``kd``, ``kd_unlabeled``, ``kd_noisy_labels``: a shorter budget of the same optimizer steps each:
+  300-W only; plus YouTube frames as unlabeled faces (the teacher labels every view, half of each
+  batch); plus the same frames with their machine-made labels as extra training data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cpu_name  # noqa: E402
+from landmarks.atomic import write_json, write_text  # noqa: E402
+from landmarks.errors import ConfigError, cli_errors  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
+TEST = ("300w/helen/testset", "300w/lfpw/testset")
+YOUTUBE = "youtube_faces"
+ARMS = ("no_kd", "kd", "kd_unlabeled", "kd_noisy_labels")
+
+
+def _base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
+    from recipes.adapters import distill_config
+    from recipes.schema import load_recipe
+
+    cfg = distill_config(load_recipe(RECIPE), out, progress)
+    teacher = recipe_run / "checkpoints" / "teacher.pt"
+    if not teacher.is_file():
+        raise ConfigError(f"{teacher}: run the recipe first (python -m recipes run {RECIPE.relative_to(ROOT)})")
+    return replace(cfg, teacher=replace(cfg.teacher, checkpoint=str(teacher)))
+
+
+def arm_config(name: str, base: Any, short_epochs: int, out: Path) -> tuple[Any, bool]:
+    """(config, no_kd) of one arm; the short arms share one budget of optimizer steps."""
+    student, data = base.student, base.data
+    train = student.train
+    if name == "no_kd":
+        return replace(base, out=str(out)), True
+    labeled, youtube = _count(data.train, data.val_split), _count(str(SHARED / YOUTUBE), 0.0)
+    epochs = {"kd": short_epochs,
+              "kd_unlabeled": max(1, round(short_epochs * (1 - data.unlabeled_ratio))),
+              "kd_noisy_labels": max(1, round(short_epochs * labeled / (labeled + youtube)))}[name]
+    cfg = replace(base, out=str(out), student=replace(student, train=replace(train, epochs=epochs)))
+    if name == "kd_unlabeled":
+        cfg = replace(cfg, data=replace(data, unlabeled=str(SHARED / YOUTUBE)))
+    if name == "kd_noisy_labels":
+        cfg = replace(cfg, data=replace(data, extra_train=str(SHARED / YOUTUBE)))
+    return cfg, False
+
+
+def _count(spec: str, val_split: float) -> int:
+    """Faces on the training side of the split (read from the annotation files, nothing decoded)."""
+    from landmarks.data import open_dataset
+    from landmarks.data.split import Holdout
+
+    holdout = Holdout(val_split, "train") if val_split > 0 else None
+    return len(open_dataset(spec, input_size=112, holdout=holdout))
+
+
+def test_nme(checkpoint: Path) -> float:
+    """nme_io (percent) of a checkpoint on the 300-W common test set."""
+    from landmarks.evaluate import evaluate
+    from landmarks.runtimes import load_predictor
+
+    spec = ",".join(str(SHARED / t) for t in TEST)
+    return float(evaluate(load_predictor(checkpoint), spec, batch_size=64, progress=False).metrics.nme_io)
+
+
+def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
+    from distill.pipeline import run_distillation
+
+    out = Path(cfg.out)
+    done = out / "arm.json"
+    if done.is_file():
+        print(f"[skip] {name}: {done} exists")
+        return json.loads(done.read_text())
+    started = time.perf_counter()
+    result = run_distillation(cfg, resume=any(out.glob("*.state.pt")), no_kd=no_kd)
+    student = result.metrics["student"]
+    row = {
+        "arm": name,
+        "epochs": cfg.student.train.epochs,
+        "val_nme_io": student["nme_io"],
+        "test_nme_io": test_nme(result.student_path),
+        "train_seconds": student["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "unlabeled": cfg.data.unlabeled,
+        "extra_train": cfg.data.extra_train,
+    }
+    write_json(done, row)
+    print(f"[arm] {name}: val {row['val_nme_io']:.2f} %, test {row['test_nme_io']:.2f} %")
+    return row
+
+
+def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None) -> dict[str, Any]:
+    manifest = json.loads((recipe_run / "manifest.json").read_text())
+    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    distill_metrics = json.loads((recipe_run / "checkpoints" / "metrics.json").read_text())
+    student_kd = test_nme(recipe_run / "checkpoints" / "student.pt")
+    teacher = float(manifest["references"]["teacher"]["nme_io"])
+    arms = {p.parent.name: json.loads(p.read_text()) for p in sorted(arms_dir.glob("*/arm.json"))}
+    throughput = json.loads((RESULTS / "train_throughput.json").read_text())["images_per_s"]["student_kd"]
+    no_kd = arms.get("no_kd", {}).get("test_nme_io")
+    payload = {
+        "test_set": "300-W common (helen/testset + lfpw/testset), 554 faces; nme_io percent (outer eye corners)",
+        "validation_split": "10 % of the 300-W training folders' source photos (helen/trainset, lfpw/trainset, "
+                            "afw; file name without its trailing face number, hashed with seed 0): 209 faces, "
+                            "never trained on; every epoch count, weight and arm was compared on it",
+        "teacher_nme_io": teacher,
+        "teacher_val_nme_io": distill_metrics["teacher"]["nme_io"],
+        "student_kd_nme_io": student_kd,
+        "student_kd_val_nme_io": distill_metrics["student"]["nme_io"],
+        "student_no_kd_nme_io": no_kd,
+        "student_no_kd_val_nme_io": arms.get("no_kd", {}).get("val_nme_io"),
+        "kd_relative_gain": (no_kd - student_kd) / no_kd if no_kd else None,
+        "student_teacher_ratio": student_kd / teacher,
+        "student_pruned_nme_io": float(manifest["references"]["torch_fp32"]["nme_io"]),
+        "student_int8_onnx_nme_io": artifacts.get("onnx_int8", {}).get("nme_io"),
+        "student_int8_tflite_nme_io": artifacts.get("tflite_int8", {}).get("nme_io"),
+        "int8_onnx_bytes": artifacts.get("onnx_int8", {}).get("bytes"),
+        "int8_tflite_bytes": artifacts.get("tflite_int8", {}).get("bytes"),
+        "train_images_per_s_before": throughput["before"],
+        "train_images_per_s_after": throughput["after"],
+        "recipe_wall_s": recipe_wall_s if recipe_wall_s is not None else manifest.get("wall_seconds"),
+        "recipe_git_commit": manifest.get("git_commit"),
+        "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
+                               "epochs": v["epochs"]} for k, v in arms.items() if k != "no_kd"},
+        "cpu": cpu_name(),
+    }
+    write_json(RESULTS / "distill_gap.json", payload)
+    write_text(RESULTS / "distill_gap.md", _table(payload))
+    print(_table(payload))
+    return payload
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _table(p: dict[str, Any]) -> str:
+    gain = p["kd_relative_gain"]
+    lines = [
+        "# The distillation gap on 300-W (2 CPU cores)",
+        "",
+        f"Test: {p['test_set']}. Validation: {p['validation_split']}.",
+        "",
+        "| model | val nme_io % | test nme_io % | from |",
+        "|---|---|---|---|",
+        f"| teacher fan1 | {_pct(p['teacher_val_nme_io'])} | {_pct(p['teacher_nme_io'])} | recipe |",
+        f"| student pfld025, KD | {_pct(p['student_kd_val_nme_io'])} | {_pct(p['student_kd_nme_io'])} | recipe |",
+        f"| student pfld025, no KD (same budget) | {_pct(p['student_no_kd_val_nme_io'])} | "
+        f"{_pct(p['student_no_kd_nme_io'])} | `distill_gap.py arms` |",
+        f"| student, 30 % pruned + KD recovery | | {_pct(p['student_pruned_nme_io'])} | recipe |",
+        f"| INT8 ONNX ({(p['int8_onnx_bytes'] or 0) / 1024:.0f} KB) | | {_pct(p['student_int8_onnx_nme_io'])} "
+        "| recipe |",
+        f"| INT8 TFLite ({(p['int8_tflite_bytes'] or 0) / 1024:.0f} KB) | | "
+        f"{_pct(p['student_int8_tflite_nme_io'])} | recipe |",
+        "",
+        f"Student / teacher: {p['student_teacher_ratio']:.2f}. "
+        + (f"KD gain over no KD: {100 * gain:.1f} %. " if gain is not None else "")
+        + f"Training throughput (student + KD): {p['train_images_per_s_before']:.0f} -> "
+        f"{p['train_images_per_s_after']:.0f} images/s (benchmarks/results/train_throughput.md). "
+        + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min." if p["recipe_wall_s"] else ""),
+        "",
+        "## Unlabeled faces (same optimizer steps per arm)",
+        "",
+        "| arm | student epochs | val nme_io % | test nme_io % |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['epochs']} | {_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} |"
+          for k, v in p["unlabeled_arms"].items()],
+        "",
+        "Commands: `python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe`, then "
+        "`python benchmarks/distill_gap.py arms` and `python benchmarks/distill_gap.py collect`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("arms", "collect"))
+    p.add_argument("--recipe-run", type=Path, default=Path("runs/300w_recipe"))
+    p.add_argument("--out", type=Path, default=Path("runs/distill_gap"), help="arm run folders")
+    p.add_argument("--only", choices=ARMS, action="append", help="run these arms only (repeatable)")
+    p.add_argument("--short-epochs", type=int, default=24, help="student epochs of the 300-W-only short arm")
+    p.add_argument("--recipe-wall-s", type=float, default=None, help="wall time of the from-scratch recipe run")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args()
+    with cli_errors("distill_gap"):
+        if not (SHARED / "300w").is_dir():
+            print(f"no 300-W data at {SHARED / '300w'}; nothing to do")
+            return 0
+        if args.command == "collect":
+            collect(args.recipe_run, args.out, args.recipe_wall_s)
+            return 0
+        base = _base_config(args.recipe_run, args.out, args.progress)
+        for name in args.only or ARMS:
+            cfg, no_kd = arm_config(name, base, args.short_epochs, args.out / name)
+            run_arm(name, cfg, no_kd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
