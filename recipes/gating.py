@@ -47,6 +47,7 @@ def gate_all(
     teacher_checkpoint: Path | None,
     folder: Path,
     *,
+    baseline_checkpoint: Path | None = None,
     verdicts: dict[str, dict[str, Any]] | None = None,
     cache: EvalCache | None = None,
     root: Path | None = None,
@@ -55,6 +56,7 @@ def gate_all(
     """Gate (those without a verdict), place and time every candidate; returns ``results.json``.
 
     ``verdicts``: :meth:`GateReport.as_dict` of artifacts already gated (INT8, by ``quant.ptq``).
+    ``baseline_checkpoint``: the same student trained without KD, evaluated as a reference.
     Checkpoint paths in the results are relative to ``root`` (the run folder) when inside it.
     """
     from landmarks.runtimes import load_predictor
@@ -103,6 +105,11 @@ def gate_all(
         references["teacher"] = _reference(teacher_checkpoint, teacher_eval,
                                            sum(p.numel() for p in teacher.module.parameters()), root)
         errors["teacher"] = teacher_eval.per_image["nme_io"].tolist()
+    if baseline_checkpoint is not None:
+        baseline = load_predictor(baseline_checkpoint, num_threads=threads)
+        references["student_no_kd"] = _reference(baseline_checkpoint, evaluator.report(baseline),
+                                                 _inference_params(baseline.module, baseline.metadata.input_size),
+                                                 root)
 
     shown = next((e["name"] for name in SAMPLE_PREFERENCE for e in entries
                   if e["name"] == name and e["verdict"] == "pass"), "torch_fp32")

@@ -44,7 +44,8 @@ def ced_range(curves: dict[str, np.ndarray]) -> float:
 
 
 def _label(name: str) -> str:
-    return {"torch_fp32": "student (torch)", "teacher": "teacher (torch)"}.get(name, name)
+    return {"torch_fp32": "student (torch)", "teacher": "teacher (torch)",
+            "student_no_kd": "student without KD (torch)"}.get(name, name)
 
 
 def training_logs(checkpoints: Path) -> dict[str, list[dict[str, Any]]]:
@@ -109,6 +110,29 @@ def text_table(manifest: dict[str, Any]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+def distillation_warnings(references: dict[str, Any]) -> list[str]:
+    """Knowledge distillation can only help a student whose teacher is better than it is."""
+    teacher = references.get("teacher", {}).get("nme_io")
+    if teacher is None:
+        return []
+    students = {"the student": references["torch_fp32"]["nme_io"]}
+    if "student_no_kd" in references:
+        students["the same student trained without KD"] = references["student_no_kd"]["nme_io"]
+    return [f"the teacher ({teacher:.2f}%) is not better than {name} ({nme:.2f}%): KD cannot help"
+            for name, nme in students.items() if teacher >= nme]
+
+
+def distillation_check(references: dict[str, Any]) -> list[str]:
+    """The report's lines on the teacher against the students (warnings included)."""
+    if "teacher" not in references:
+        return []
+    warnings = distillation_warnings(references)
+    if not warnings:
+        better = "the student trained without KD" if "student_no_kd" in references else "the student"
+        return ["", f"Teacher check: the teacher is better than {better} on this eval set, as KD needs."]
+    return ["", *[f"**WARNING: {w}.**" for w in warnings]]
+
+
 def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -> Path:
     recipe = manifest["recipe"]
     evalset = manifest["eval_set"]
@@ -141,6 +165,7 @@ def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -
     for name, ref in manifest["references"].items():
         lines.append(f"| {_label(name)} | {ref['params']:,} | {ref['nme_io']:.3f}% | {ref['nme_box']:.3f}% | "
                      f"{ref['auc@0.08']:.3f} |")
+    lines += distillation_check(manifest["references"])
     lines += ["", "## Cumulative error distribution", "", f"![CED]({figures['ced']})", "",
               "## Sample faces", "", "Ground truth green, predictions red "
               f"(`{manifest.get('samples', 'student')}`).", "", f"![samples]({figures['samples']})", ""]

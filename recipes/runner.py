@@ -123,7 +123,7 @@ def _run_stages(ctx: Context, store: StageStore) -> tuple[list[str], list[str], 
 def _publish(ctx: Context, recipe_file: str, stages: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
     from recipes.manifest import build_manifest, write_manifest
     from recipes.publish import publish_folders
-    from recipes.report import write_figures, write_report
+    from recipes.report import distillation_warnings, write_figures, write_report
 
     recipe: Recipe = ctx.recipe
     gate_folder = ctx.path("work/gate")
@@ -146,6 +146,8 @@ def _publish(ctx: Context, recipe_file: str, stages: dict[str, dict[str, Any]], 
     figures = write_figures(ctx.out, gate_folder, ctx.path("checkpoints"))
     write_report(ctx.out, manifest, figures)
     write_manifest(ctx.out, manifest)
+    for warning in distillation_warnings(manifest["references"]):
+        ctx.log(f"[warn] {warning}")
     ctx.log(f"[done] published {ctx.out}/manifest.json, report.md, release/ ({_count(ctx.out / 'release')} files), "
             f"rejected/ ({_count(ctx.out / 'rejected')} files)")
     return manifest

@@ -144,6 +144,7 @@ class StudentSection(_Section):
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Literal["pfld", "wing"] = "pfld"
     no_kd: bool = False
+    baseline: bool = False  # also train the same student without KD; the report compares the three models
     kd: KDSection = KDSection()
     checkpoint: ExistingFile = None
 

@@ -17,7 +17,7 @@ import importlib.util
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +133,22 @@ class DistillStage(Stage):
             teacher = ctx.rel(result.teacher_path) if inside else str(result.teacher_path)
             if inside:
                 outputs.append(result.teacher_path)
-        for state in folder.glob("*.state.pt"):  # training finished: the state files are spent
+        baseline = None
+        if ctx.recipe.student.baseline and not ctx.recipe.student.no_kd:
+            ctx.log("[run] distill: the same student without KD (student.baseline)")
+            base = run_distillation(replace(config, out=str(folder / "no_kd")), resume=resume, no_kd=True)
+            baseline = ctx.rel(base.student_path)
+            outputs += [base.student_path, folder / "no_kd" / "metrics.json"]
+        for state in folder.rglob("*.state.pt"):  # training finished: the state files are spent
             state.unlink()
         ctx.log(f"  teacher: {result.teacher_source}; student nme_io {result.metrics['student']['nme_io']:.2f}% (val)")
+        for warning in result.metrics.get("warnings", []):
+            ctx.log(f"  WARNING: {warning}")
         details = {
             "student": ctx.rel(result.student_path),
             "teacher": teacher,
             "teacher_source": result.teacher_source,
+            "baseline": baseline,
             "metrics": result.metrics,
         }
         return outputs, details
@@ -344,6 +353,7 @@ class GateStage(Stage):
             ctx.student_checkpoint(),
             _resolve(ctx, teacher) if teacher else None,
             folder,
+            baseline_checkpoint=_baseline(ctx),
             verdicts={name: item["gate"] for name, item in quantized.items() if "gate" in item},
             cache=ctx.evaluations,
             root=ctx.out,
@@ -354,6 +364,13 @@ class GateStage(Stage):
 
 
 STAGES: tuple[Stage, ...] = (DistillStage(), PruneStage(), ExportStage(), QuantizeStage(), GateStage())
+
+
+def _baseline(ctx: Context) -> Path | None:
+    """The no-KD student of ``student.baseline``, when the distill stage trained one."""
+    record = ctx.records.get("distill")
+    path = record.details.get("baseline") if record is not None else None
+    return ctx.path(path) if path else None
 
 
 def _resolve(ctx: Context, path: str) -> Path:
