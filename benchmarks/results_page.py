@@ -151,6 +151,9 @@ def headline_rows(sources: Sources, manifest: dict[str, Any] | None, manifest_pa
                   evaluate: bool, log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
     """The six rows of the headline table and the per-image errors behind the CED figure."""
     res = sources.results
+    gap = _load(res / "distill_gap.json")
+    if gap is not None:
+        return gap_rows(gap, sources, manifest, manifest_path, evaluate, log)
     distill = _load(res / "distill_300w.json")
     prune = _load(res / "prune_300w.json")
     quant = _load(res / "quant_int8.json")
@@ -215,6 +218,34 @@ def headline_rows(sources: Sources, manifest: dict[str, Any] | None, manifest_pa
         if "pending" in row and notes:
             row["pending"] += " (" + "; ".join(notes) + ")"
 
+    curves = {label_for(k): e["nme_io_per_image"] for k, e in evals.items()}
+    curves.update(_manifest_curves(manifest_path))
+    return rows, curves
+
+
+def gap_rows(gap: dict[str, Any], sources: Sources, manifest: dict[str, Any] | None, manifest_path: Path | None,
+             evaluate: bool, log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """The headline rows from ``distill_gap.json`` (``benchmarks/distill_gap.py``) and the recipe manifest."""
+    checkpoints = {k: Path(v) for k, v in gap.get("checkpoints", {}).items()}
+    checkpoints = {k: (p if p.is_absolute() else ROOT / p) for k, p in checkpoints.items()}
+    checkpoints = {k: p for k, p in checkpoints.items() if p.is_file()}
+    data = sources.data if evaluate and sources.data is not None and sources.data.is_dir() else None
+    evals = evaluate_models(checkpoints, data, sources.results / "ced_300w.json", log)
+    feet = {k: footprint(p) for k, p in checkpoints.items() if p.suffix == ".pt"}
+    latency = _suite_latency(_load(sources.results / "suite.json"))
+    source = "distill_gap.json"
+    rows = [
+        _merge(_row("Teacher (FAN)", source, nme_io=gap.get("teacher_nme_io")), feet.get("teacher"),
+               evals.get("teacher")),
+        _merge(_row("Student pfld025 + KD", source, nme_io=gap.get("student_kd_nme_io")), feet.get("student_kd"),
+               evals.get("student_kd")),
+        _merge(_row("Student pfld025, no KD (same budget)", source, nme_io=gap.get("student_no_kd_nme_io")),
+               feet.get("student_nokd"), evals.get("student_nokd")),
+        _merge(_row("Pruned (30 % of parameters, KD recovery)", source, nme_io=gap.get("student_pruned_nme_io")),
+               feet.get("pruned"), evals.get("pruned")),
+        _int8_row("onnx", manifest, manifest_path, None, None, None, latency, feet.get("pruned")),
+        _int8_row("tflite", manifest, manifest_path, None, None, None, latency, feet.get("pruned")),
+    ]
     curves = {label_for(k): e["nme_io_per_image"] for k, e in evals.items()}
     curves.update(_manifest_curves(manifest_path))
     return rows, curves

@@ -1,0 +1,117 @@
+"""Regenerate the README's result tables from the files that hold the results (never typed).
+
+* ``<!-- shipped:begin -->`` ... ``<!-- shipped:end -->``: the shipped models, from
+  ``landmarks/zoo/manifest.json`` (``python -m landmarks.zoo publish RUN_DIR``);
+* ``<!-- gap:begin -->`` ... ``<!-- gap:end -->``: the 300-W distillation table, from
+  ``benchmarks/results/distill_gap.json`` (``python benchmarks/distill_gap.py collect``).
+
+    python benchmarks/readme_tables.py            # rewrite README.md in place
+    python benchmarks/readme_tables.py --check    # exit 1 if README.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+ZOO_MANIFEST = ROOT / "landmarks" / "zoo" / "manifest.json"
+GAP = ROOT / "benchmarks" / "results" / "distill_gap.json"
+
+
+def _pct(value: float | None, spec: str = ".2f") -> str:
+    return "–" if value is None else f"{value:{spec}}"
+
+
+def shipped_table(zoo: dict[str, Any]) -> str:
+    lines = [
+        f"Recipe `{zoo['recipe']['file']}`, code commit `{zoo['git_commit'][:12]}`; test set "
+        f"`{zoo['eval_set']['name'].split('300w/', 1)[-1] if zoo.get('eval_set') else '?'}` "
+        f"({zoo['eval_set']['count']} faces, 300-W common). Total {zoo['total_bytes'] / 1e6:.2f} MB; "
+        "details in [landmarks/zoo/MODEL_CARD.md](landmarks/zoo/MODEL_CARD.md).",
+        "",
+        "| file | format | precision | size | nme_io % | vs reference | latency (batch 1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in zoo["files"]:
+        regression = f.get("regression")
+        reg = f"{100 * regression:+.2f} % vs {f.get('reference')}" if isinstance(regression, float) else "–"
+        latency = (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads')} threads)"
+                   if f.get("latency_ms") is not None else "–")
+        default = " (default)" if f["file"] == zoo["default"] else ""
+        lines.append(f"| `{f['file']}`{default} | {f['format']} | {f['precision']} | {f['bytes'] / 1024:.0f} KB | "
+                     f"{_pct(f.get('nme_io'))} | {reg} | {latency} |")
+    return "\n".join(lines)
+
+
+def gap_table(gap: dict[str, Any]) -> str:
+    kd, no_kd = gap["student_kd_nme_io"], gap.get("student_no_kd_nme_io")
+    gain = gap.get("kd_relative_gain")
+    lines = [
+        "| model (300-W common test, 554 faces) | nme_io % | made by |",
+        "|---|---|---|",
+        f"| teacher FAN (fan1, width 64, 128 px) | {_pct(gap['teacher_nme_io'])} | recipe |",
+        f"| student pfld025 + KD | {_pct(kd)} | recipe |",
+        f"| student pfld025, no KD, same budget | {_pct(no_kd)} | `benchmarks/distill_gap.py arms` |",
+        f"| KD student, 30 % pruned + KD recovery (torch) | {_pct(gap.get('student_pruned_nme_io'))} | recipe |",
+        f"| INT8 ONNX ({(gap.get('int8_onnx_bytes') or 0) / 1024:.0f} KB) | "
+        f"{_pct(gap.get('student_int8_onnx_nme_io'))} | recipe |",
+        f"| INT8 TFLite ({(gap.get('int8_tflite_bytes') or 0) / 1024:.0f} KB) | "
+        f"{_pct(gap.get('student_int8_tflite_nme_io'))} | recipe |",
+        "",
+        f"Student / teacher {gap['student_teacher_ratio']:.2f}"
+        + (f"; KD gain over no KD {100 * gain:.1f} %" if gain is not None else "")
+        + f"; training throughput (student + KD) {gap['train_images_per_s_before']:.0f} -> "
+        f"{gap['train_images_per_s_after']:.0f} images/s"
+        + (f"; the recipe ran {gap['recipe_wall_s'] / 60:.0f} min from scratch" if gap.get("recipe_wall_s") else "")
+        + ". Validation (every choice): " + gap["validation_split"] + ".",
+    ]
+    arms = gap.get("unlabeled_arms") or {}
+    if arms:
+        lines += ["", "| unlabeled-data arm (same optimizer steps) | val nme_io % | test nme_io % |", "|---|---|---|"]
+        lines += [f"| {name} | {_pct(a['val_nme_io'])} | {_pct(a['test_nme_io'])} |" for name, a in arms.items()]
+    return "\n".join(lines)
+
+
+def _replace(text: str, block: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {block}:begin -->\n).*?(\n<!-- {block}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- {block}:begin --> ... <!-- {block}:end --> block")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def render(text: str) -> str:
+    if ZOO_MANIFEST.is_file():
+        text = _replace(text, "shipped", shipped_table(json.loads(ZOO_MANIFEST.read_text())))
+    if GAP.is_file():
+        text = _replace(text, "gap", gap_table(json.loads(GAP.read_text())))
+    return text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="exit 1 when README.md differs from what it would be")
+    args = p.parse_args()
+    current = README.read_text()
+    new = render(current)
+    if args.check:
+        if new != current:
+            print("README.md tables are out of date: run python benchmarks/readme_tables.py")
+            return 1
+        return 0
+    if new != current:
+        sys.path.insert(0, str(ROOT))
+        from landmarks.atomic import write_text
+
+        write_text(README, new)
+    print("README.md tables up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
