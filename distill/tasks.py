@@ -113,7 +113,8 @@ class StudentTask:
         self._validate = validate_fn
         modules: dict[str, nn.Module] = {"student": student}
         if teacher is not None and kd.enabled:
-            teacher.eval().requires_grad_(False)
+            # channels-last: the teacher runs on every view, and bf16 convolutions want NHWC
+            teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
             if kd.feature_weight > 0:
                 modules["adapter"] = self._build_adapter(student, teacher)
         self.modules = nn.ModuleDict(modules)
