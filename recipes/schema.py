@@ -192,7 +192,7 @@ class QuantSection(_Section):
 
 
 class GateSection(_Section):
-    """Design section 4: relative (and optionally absolute, NME points) regression bounds."""
+    """docs/DESIGN.md, "Gate": relative (and optionally absolute, NME points) regression bounds."""
 
     max_regression: float = Field(0.02, ge=0.0, le=1.0)
     max_abs_regression: float | None = Field(None, ge=0.0, le=100.0)

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-size", type=int, default=112, metavar="S",
                         help="model input side, to report how much crops are resized (default: 112)")
     parser.add_argument("--crop-scale", type=float, default=1.25, metavar="F",
-                        help="crop side / face box side, design section 1 (default: 1.25)")
+                        help="crop side / face box side, docs/DESIGN.md, Coordinates (default: 1.25)")
     return add_version_flag(parser)
 
 

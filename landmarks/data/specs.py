@@ -1,4 +1,4 @@
-"""How a dataset is named (design section 6): a path, ``a,b``, ``synthetic`` or ``synthetic:N``.
+"""How a dataset is named (docs/DESIGN.md, "Data"): a path, ``a,b``, ``synthetic`` or ``synthetic:N``.
 
 Kept free of torch so that ``python -m landmarks.data`` starts fast.
 """
