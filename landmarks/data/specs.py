@@ -10,6 +10,11 @@ from pathlib import Path
 
 from landmarks.errors import ConfigError, DataError
 
+# Seeds of the synthetic sets of one run: train ``seed``, validation ``seed + VAL_SEED_OFFSET``,
+# eval ``seed + EVAL_SEED_OFFSET``, so that no two of them share a generated face.
+VAL_SEED_OFFSET = 10_000_000
+EVAL_SEED_OFFSET = 20_000_000
+
 
 def is_synthetic_spec(spec: str | Path) -> bool:
     """``synthetic`` or ``synthetic:N`` names the built-in generator, not a path."""
