@@ -147,6 +147,12 @@ def _existing_file(value: str | None) -> str | None:
 ExistingFile = Annotated[str | None, AfterValidator(_existing_file)]
 
 
+def _train_config(section: TeacherSection | StudentSection, precision: str) -> TrainConfig:
+    """The training budget of the teacher or student section (the rest: TrainConfig's defaults)."""
+    return TrainConfig(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
+                       ema_decay=section.ema_decay, precision=precision)
+
+
 class TeacherSection(_Section):
     """The FAN heatmap teacher; ``checkpoint`` loads one instead of training."""
 
@@ -165,10 +171,8 @@ class TeacherSection(_Section):
         return _check_arch(value, "fan*")
 
     def to_config(self, precision: str) -> TeacherConfig:
-        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, ema_decay=self.ema_decay,
-                            precision=precision)
         return TeacherConfig(arch=self.arch, width=self.width, input_size=self.input_size,
-                             checkpoint=self.checkpoint, train=train)
+                             checkpoint=self.checkpoint, train=_train_config(self, precision))
 
 
 class KDSection(_Section):
@@ -203,9 +207,8 @@ class StudentSection(_Section):
         return _check_arch(value, "pfld*")
 
     def to_config(self, precision: str) -> StudentConfig:
-        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, ema_decay=self.ema_decay,
-                            precision=precision)
-        return StudentConfig(arch=self.arch, input_size=self.input_size, loss=self.loss, train=train)
+        return StudentConfig(arch=self.arch, input_size=self.input_size, loss=self.loss,
+                             train=_train_config(self, precision))
 
     def kd_config(self) -> KDConfig:
         return self.kd.to_config(enabled=not self.no_kd)
