@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -127,7 +128,7 @@ class DataConfig:
     extra_train: str | None = None
     unlabeled: str | None = None
     unlabeled_ratio: float = 0.5
-    crop_scale: float = 1.25
+    crop_scale: float = DEFAULT_CROP_SCALE
     synthetic_train: int = 1500
     synthetic_val: int = 200
     num_workers: int = 1

@@ -11,7 +11,7 @@ Usage::
 
 ``FaceLandmarker(model="student.tflite")`` uses another artifact or a torch checkpoint;
 ``detector=None`` treats every image as one face crop. Coordinates are 0-based continuous
-image coordinates (pixel ``k`` spans ``[k, k+1)``, design section 1). Small images are upsampled
+image coordinates (pixel ``k`` spans ``[k, k+1)``, docs/DESIGN.md "Coordinates"). Small images are upsampled
 for the detector automatically (``upsample=None``); ``max_faces`` limits the faces per image.
 ``python -m landmarks.predict`` is a thin command line over this class.
 """
@@ -55,7 +55,7 @@ class Face:
 
 
 class LandmarkPipeline:
-    """Detector (optional) + section-1 crops + one predictor call for all faces of an image.
+    """Detector (optional) + square face crops (DESIGN.md, "Coordinates") + one predictor call per image.
 
     ``detector=None`` means the image is a face crop: the model sees the whole image, padded to a
     square (``crop_scale`` 1 around the image bounds). ``max_faces=None`` keeps every face.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+DEFAULT_CROP_SCALE = 1.25  # crop side / longer side of the face box, unless a model says otherwise
+
 
 def pts_to_continuous(points_pts: np.ndarray) -> np.ndarray:
     """iBUG 1-based pixel indices -> 0-based continuous coordinates (``x - 1 + 0.5``)."""

@@ -1,8 +1,9 @@
 """Face detection on whole photos, and the detector-box -> model-crop calibration.
 
-Models are trained and evaluated on the section-1 crop of the *ground-truth landmark box*. A face
-detector returns a different box (dlib's HOG box is a square from the brows to the chin, a little
-narrower than the jaw), so feeding its box straight into the crop gives a crop the model never saw.
+Models are trained and evaluated on the square crop (docs/DESIGN.md, "Coordinates") of the
+*ground-truth landmark box*. A face detector returns a different box (dlib's HOG box is a square
+from the brows to the chin, a little narrower than the jaw), so feeding its box straight into the
+crop gives a crop the model never saw.
 :func:`calibrated_box` maps a detector box to the landmark box it stands for, with constants
 measured on the 300-W train folders by ``benchmarks/box_calibration.py``
 (``benchmarks/results/box_calibration.md``); the model's own ``crop_scale`` is then applied as usual.

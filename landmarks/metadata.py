@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.errors import ModelError
 
 PREFIX = "landmarks."
@@ -27,7 +28,7 @@ class ArtifactMetadata:
     color: str = "RGB"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    crop_scale: float = 1.25
+    crop_scale: float = DEFAULT_CROP_SCALE
     output: str = "xy_norm"
     source: str = field(default="unknown")
 

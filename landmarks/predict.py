@@ -17,7 +17,7 @@ Whole photos: faces are found with dlib's HOG detector (:mod:`landmarks.detect`)
 default, largest first (``--max-faces N`` keeps N). Images under 500 px are upsampled for the
 detector automatically (``--upsample N`` fixes it), so a 40 px face in a small photo is found.
 Each detector box is mapped to the landmark box it stands for (the calibration measured on
-300-W), and the model's section-1 crop of that box is fed to the model, as in training.
+300-W), and the model's square crop (DESIGN.md, "Coordinates") of that box is fed to the model.
 ``--no-detect`` treats each image as one face crop instead: the whole image, padded to a square.
 The Python API behind this command is :class:`landmarks.api.FaceLandmarker`.
 
@@ -27,7 +27,7 @@ benchmark's ``annot.pkl``) of the given image; the images are face crops, so the
 ``name`` is the image's path relative to the input folder.
 
 Coordinates: ``.json`` files hold 0-based continuous pixel coordinates (pixel ``k`` spans
-``[k, k+1)``, design section 1); ``.pts`` files are iBUG 1-based.
+``[k, k+1)``, docs/DESIGN.md "Coordinates"); ``.pts`` files are iBUG 1-based.
 
 Images: JPEG, PNG, BMP, WebP; grey, 16-bit, alpha and CMYK images are converted to 8-bit RGB.
 In a folder, an image that cannot be used (truncated, undecodable, larger than 100 megapixels,

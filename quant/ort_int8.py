@@ -28,6 +28,7 @@ from landmarks.artifact import write_onnx_metadata
 from landmarks.atomic import atomic_path
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
+from quant.calibration import DEFAULT_CALIB_COUNT
 from quant.granularity import DEFAULT_MIN_SQNR_DB, GRANULARITIES, WeightChoice, choose, tensor_overrides
 from quant.onnx_slim import compact_names, strip_zero_points
 
@@ -46,7 +47,7 @@ class StaticInt8Config:
     min_weight_sqnr_db: float = DEFAULT_MIN_SQNR_DB
     reduce_range: bool = False
     percentile: float = 99.999
-    calib_count: int = 256
+    calib_count: int = DEFAULT_CALIB_COUNT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", str(self.method).lower())

@@ -24,10 +24,18 @@ from typing import Any
 
 from landmarks.artifact import copy_with_sidecar, read_onnx_metadata
 from landmarks.cli import add_version_flag, check_output_file
+from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, ModelError, cli_errors
 from landmarks.evaluate import Evaluator
 from landmarks.metadata import ArtifactMetadata
-from quant.accuracy_gate.gate import GateConfig, GateReport, check_disjoint, place_artifact, run_gate
+from quant.accuracy_gate.gate import (
+    DEFAULT_MAX_REGRESSION,
+    GateConfig,
+    GateReport,
+    check_disjoint,
+    place_artifact,
+    run_gate,
+)
 from quant.backend import Int8Backend, open_backend
 from quant.calibration import DEFAULT_CALIB_COUNT, CalibrationReader
 from quant.fallback import Attempt, FallbackResult, restore_until_pass
@@ -246,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration images used")
     p.add_argument("--eval", default="synthetic", help="eval set for the gate (disjoint from --calib)")
     p.add_argument("--eval-count", type=int, default=DEFAULT_EVAL_COUNT, help="faces of a synthetic eval set")
-    p.add_argument("--max-regression", type=float, default=0.02, help="max relative nme_io rise (0.02 = 2%%)")
+    p.add_argument("--max-regression", type=float, default=DEFAULT_MAX_REGRESSION,
+                   help="max relative nme_io rise (a fraction; default %(default)s)")
     p.add_argument("--max-abs-regression", type=float, default=None, help="max nme_io rise, percent points")
     p.add_argument("--out", default=None, help="output file (default <stem>.int8.onnx beside the model)")
     p.add_argument("--format", choices=FORMATS, default=None, help="onnx (default) or tflite; from --out's suffix")
@@ -271,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--color", choices=("RGB", "BGR"), default="RGB")
     meta.add_argument("--mean", default="0.5,0.5,0.5")
     meta.add_argument("--std", default="0.5,0.5,0.5")
-    meta.add_argument("--crop-scale", type=float, default=1.25)
+    meta.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE)
     return add_version_flag(p)
 
 

@@ -30,7 +30,7 @@ from landmarks.atomic import write_bytes, write_json
 from landmarks.evaluate import EvalCache, Evaluator
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256
-from recipes import adapters
+from recipes import data
 from recipes.schema import Recipe, spec_string
 
 REFERENCE = {"onnx_fp32": "torch_fp32", "tflite_fp32": "torch_fp32", "onnx_int8": "onnx_fp32",
@@ -70,7 +70,7 @@ def gate_all(
     predictors |= {name: load_predictor(path, num_threads=threads) for name, path in candidates.items()}
     evals = {name: evaluator.report(p) for name, p in predictors.items()}
     params = _inference_params(student.module, student.metadata.input_size)
-    config = adapters.gate_config(recipe)
+    config = recipe.gate.to_config()
 
     entries: list[dict[str, Any]] = []
     for name, path in candidates.items():
@@ -128,7 +128,7 @@ def gate_all(
 
 def eval_set(recipe: Recipe, metadata: ArtifactMetadata, cache: EvalCache) -> Evaluator:
     """The recipe's eval set cropped for ``metadata``, evaluated through the run's ``cache``."""
-    return Evaluator(adapters.open_eval(recipe, metadata), name=spec_string(recipe.data.eval), cache=cache)
+    return Evaluator(data.open_eval(recipe, metadata), name=spec_string(recipe.data.eval), cache=cache)
 
 
 def _entry(name: str, placed: Path, folder: Path, predictor: Any, evaluation: Any, report: Any,

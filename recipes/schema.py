@@ -11,10 +11,15 @@ Unknown keys, wrong types and impossible values raise :class:`~landmarks.errors.
 with one line naming the file and the dotted key (``recipes/q.yaml: student.epcohs: unknown
 key (did you mean 'epochs'?)``). Values are strict: YAML ``"3"`` is not an integer.
 Relative data paths are relative to the current directory (run recipes from the repo root).
+
+Sections are the libraries' configs as YAML: a key that a library config has takes its default
+from it, and ``to_config()`` (``Recipe.distill_config``, ``prune_config``, ``ptq_config``) builds
+that config from the section. Only what a recipe chooses differently is written here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from pathlib import Path
@@ -32,9 +37,28 @@ from pydantic import (
     model_validator,
 )
 
+from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
+from distill.prune.config import PruneConfig
 from landmarks.errors import ConfigError
+from quant.accuracy_gate.gate import GateConfig
+from quant.ort_int8 import StaticInt8Config
+from quant.ptq import PtqConfig
+from quant.tflite_int8 import TfliteInt8Config
 
 ARTIFACTS = ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8")
+# A bare ``synthetic`` spec: this many faces (training), a quarter of it for validation.
+SYNTHETIC_COUNT = 1000
+
+# The libraries' defaults, read from their frozen configs: each is written there, once. What a
+# recipe chooses differently (a bigger teacher, longer training, real validation sets) is
+# written below, in its section.
+_DATA, _TEACHER, _STUDENT, _KD = DataConfig(), TeacherConfig(), StudentConfig(), KDConfig()
+_ONNX_INT8, _TFLITE_INT8, _GATE = StaticInt8Config(), TfliteInt8Config(), GateConfig()
+_PTQ = PtqConfig()
+
+
+def _prune_default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(PruneConfig) if f.name == name)
 
 
 class _Section(BaseModel):
@@ -54,6 +78,10 @@ def spec_string(spec: DataSpec) -> str:
     return ",".join(spec_items(spec))
 
 
+def _optional_spec(spec: DataSpec | None) -> str | None:
+    return spec_string(spec) if spec else None
+
+
 def _check_spec(spec: DataSpec) -> DataSpec:
     items = spec_items(spec)
     if not items:
@@ -71,18 +99,19 @@ def _check_spec(spec: DataSpec) -> DataSpec:
 class DataSection(_Section):
     """Where faces come from: a folder (or list of folders) or ``synthetic:N``.
 
-    Synthetic seeds: train ``seed``, val ``seed + 10M`` (distill's own), calib ``seed`` (the
-    first training faces), eval ``seed + 20M``; calibration and eval never share a face.
+    Synthetic seeds (:mod:`landmarks.data.specs`): train ``seed``, val ``seed + VAL_SEED_OFFSET``
+    (distill's own), calib ``seed`` (the first training faces), eval ``seed + EVAL_SEED_OFFSET``;
+    calibration and eval never share a face.
     """
 
     train: DataSpec = "synthetic:1500"
     val: DataSpec | None = "synthetic:200"  # null: carve val_split of the training folders instead
-    val_split: float = Field(0.0, ge=0.0, lt=1.0)
-    unlabeled: DataSpec | None = None  # folders of faces without labels, labelled by the teacher
-    unlabeled_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    val_split: float = Field(_DATA.val_split, ge=0.0, lt=1.0)
+    unlabeled: DataSpec | None = _DATA.unlabeled  # folders of faces without labels, labelled by the teacher
+    unlabeled_ratio: float = Field(_DATA.unlabeled_ratio, gt=0.0, lt=1.0)
     calib: DataSpec | None = None  # default: the training data
     eval: DataSpec = "synthetic:200"
-    crop_scale: float = Field(1.25, gt=0.5, le=4.0)
+    crop_scale: float = Field(_DATA.crop_scale, gt=0.5, le=4.0)
     num_workers: int = Field(0, ge=0, le=16)
 
     @model_validator(mode="after")
@@ -97,6 +126,17 @@ class DataSection(_Section):
     def _specs(cls, value: DataSpec | None) -> DataSpec | None:
         return value if value is None else _check_spec(value)
 
+    @property
+    def calib_spec(self) -> DataSpec:
+        """Calibration faces: ``calib``, else the training data."""
+        return self.calib if self.calib is not None else self.train
+
+    def to_config(self) -> DataConfig:
+        return DataConfig(train=spec_string(self.train), val=_optional_spec(self.val), val_split=self.val_split,
+                          unlabeled=_optional_spec(self.unlabeled), unlabeled_ratio=self.unlabeled_ratio,
+                          crop_scale=self.crop_scale, synthetic_train=SYNTHETIC_COUNT,
+                          synthetic_val=SYNTHETIC_COUNT // 4, num_workers=self.num_workers)
+
 
 def _existing_file(value: str | None) -> str | None:
     if value is not None and not Path(value).is_file():
@@ -107,43 +147,57 @@ def _existing_file(value: str | None) -> str | None:
 ExistingFile = Annotated[str | None, AfterValidator(_existing_file)]
 
 
+def _train_config(section: TeacherSection | StudentSection, precision: str) -> TrainConfig:
+    """The training budget of the teacher or student section (the rest: TrainConfig's defaults)."""
+    return TrainConfig(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
+                       ema_decay=section.ema_decay, precision=precision)
+
+
 class TeacherSection(_Section):
     """The FAN heatmap teacher; ``checkpoint`` loads one instead of training."""
 
     arch: str = "fan2"
-    width: int = Field(64, ge=8, le=256)
-    input_size: int = Field(128, ge=32, le=512, multiple_of=4)
+    width: int = Field(_TEACHER.width, ge=8, le=256)
+    input_size: int = Field(_TEACHER.input_size, ge=32, le=512, multiple_of=4)
     epochs: int = Field(8, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(2e-3, gt=0.0, le=1.0)
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
-    checkpoint: ExistingFile = None
+    batch_size: int = Field(_TEACHER.train.batch_size, ge=1)
+    lr: float = Field(_TEACHER.train.lr, gt=0.0, le=1.0)
+    ema_decay: float = Field(_TEACHER.train.ema_decay, ge=0.0, lt=1.0)
+    checkpoint: ExistingFile = _TEACHER.checkpoint
 
     @field_validator("arch")
     @classmethod
     def _arch(cls, value: str) -> str:
         return _check_arch(value, "fan*")
 
+    def to_config(self, precision: str) -> TeacherConfig:
+        return TeacherConfig(arch=self.arch, width=self.width, input_size=self.input_size,
+                             checkpoint=self.checkpoint, train=_train_config(self, precision))
+
 
 class KDSection(_Section):
     """Student loss weights: ground truth, teacher landmarks, FitNet features."""
 
-    gt_weight: float = Field(1.0, ge=0.0)
-    output_weight: float = Field(1.0, ge=0.0)
-    feature_weight: float = Field(2.0, ge=0.0)
+    gt_weight: float = Field(_KD.gt_weight, ge=0.0)
+    output_weight: float = Field(_KD.output_weight, ge=0.0)
+    feature_weight: float = Field(_KD.feature_weight, ge=0.0)
+
+    def to_config(self, enabled: bool) -> KDConfig:
+        return KDConfig(enabled=enabled, gt_weight=self.gt_weight, output_weight=self.output_weight,
+                        feature_weight=self.feature_weight)
 
 
 class StudentSection(_Section):
     """The PFLD student; ``checkpoint`` starts the chain from an already distilled student."""
 
-    arch: str = "pfld025"
-    input_size: int = Field(112, ge=32, le=512)
+    arch: str = _STUDENT.arch
+    input_size: int = Field(_STUDENT.input_size, ge=32, le=512)
     epochs: int = Field(12, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(2e-3, gt=0.0, le=1.0)
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
-    loss: Literal["pfld", "wing"] = "pfld"
-    no_kd: bool = False
+    batch_size: int = Field(_STUDENT.train.batch_size, ge=1)
+    lr: float = Field(_STUDENT.train.lr, gt=0.0, le=1.0)
+    ema_decay: float = Field(_STUDENT.train.ema_decay, ge=0.0, lt=1.0)
+    loss: Literal["pfld", "wing"] = _STUDENT.loss
+    no_kd: bool = not _KD.enabled
     baseline: bool = False  # also train the same student without KD; the report compares the three models
     kd: KDSection = KDSection()
     checkpoint: ExistingFile = None
@@ -153,16 +207,30 @@ class StudentSection(_Section):
     def _arch(cls, value: str) -> str:
         return _check_arch(value, "pfld*")
 
+    def to_config(self, precision: str) -> StudentConfig:
+        return StudentConfig(arch=self.arch, input_size=self.input_size, loss=self.loss,
+                             train=_train_config(self, precision))
+
+    def kd_config(self) -> KDConfig:
+        return self.kd.to_config(enabled=not self.no_kd)
+
 
 class PruneSection(_Section):
     """Structured channel pruning of the student, with KD fine-tuning to recover."""
 
     enabled: bool = False
     ratio: float = Field(0.3, gt=0.0, lt=1.0)
-    importance: Literal["l1", "l2", "taylor", "bn"] = "l1"
-    steps: int = Field(1, ge=1, le=100)
-    finetune_epochs: int = Field(3, ge=0)
-    lr: float = Field(5e-4, gt=0.0, le=1.0)
+    importance: Literal["l1", "l2", "taylor", "bn"] = _prune_default("importance")
+    steps: int = Field(_prune_default("steps"), ge=1, le=100)
+    finetune_epochs: int = Field(_prune_default("finetune_epochs"), ge=0)
+    lr: float = Field(_prune_default("lr"), gt=0.0, le=1.0)
+
+    def to_config(self, student: StudentSection, data: DataSection, device: str) -> PruneConfig:
+        """Fine-tuning uses the student's batch size and KD weights, validation the data's split."""
+        return PruneConfig(ratio=self.ratio, importance=self.importance, steps=self.steps,
+                           finetune_epochs=self.finetune_epochs, batch_size=student.batch_size, lr=self.lr,
+                           synthetic_train=SYNTHETIC_COUNT, synthetic_val=SYNTHETIC_COUNT // 4,
+                           val_split=data.val_split, kd=student.kd_config(), device=device)
 
 
 class ExportSection(_Section):
@@ -183,22 +251,32 @@ class QuantSection(_Section):
 
     onnx: bool = True
     tflite: bool = True
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    activation_type: Literal["quint8", "qint8"] = "quint8"
-    weight_granularity: Literal["auto", "per-channel", "per-tensor"] = "auto"
-    calib_count: int = Field(128, ge=1)
-    tflite_io_type: Literal["float", "int8"] = "float"
-    fallback: bool = True
-    max_float_nodes: int = Field(16, ge=0)
+    method: Literal["minmax", "entropy", "percentile"] = _ONNX_INT8.method
+    activation_type: Literal["quint8", "qint8"] = _ONNX_INT8.activation_type
+    weight_granularity: Literal["auto", "per-channel", "per-tensor"] = _ONNX_INT8.weight_granularity
+    calib_count: int = Field(_ONNX_INT8.calib_count, ge=1)
+    tflite_io_type: Literal["float", "int8"] = _TFLITE_INT8.io_type
+    fallback: bool = _PTQ.fallback
+    max_float_nodes: int = Field(_PTQ.max_float_nodes, ge=0)
+
+    def onnx_config(self) -> StaticInt8Config:
+        return StaticInt8Config(method=self.method, activation_type=self.activation_type,
+                                weight_granularity=self.weight_granularity, calib_count=self.calib_count)
+
+    def tflite_config(self) -> TfliteInt8Config:
+        return TfliteInt8Config(io_type=self.tflite_io_type, weight_granularity=self.weight_granularity)
 
 
 class GateSection(_Section):
-    """Design section 4: relative (and optionally absolute, NME points) regression bounds."""
+    """docs/DESIGN.md, "Gate": relative (and optionally absolute, NME points) regression bounds."""
 
-    max_regression: float = Field(0.02, ge=0.0, le=1.0)
-    max_abs_regression: float | None = Field(None, ge=0.0, le=100.0)
+    max_regression: float = Field(_GATE.max_regression, ge=0.0, le=1.0)
+    max_abs_regression: float | None = Field(_GATE.max_abs_regression, ge=0.0, le=100.0)
     latency: bool = True
-    threads: int = Field(2, ge=1, le=64)
+    threads: int = Field(_PTQ.threads, ge=1, le=64)
+
+    def to_config(self) -> GateConfig:
+        return GateConfig(max_regression=self.max_regression, max_abs_regression=self.max_abs_regression)
 
 
 class ArtifactsSection(_Section):
@@ -246,6 +324,23 @@ class Recipe(_Section):
     def resolved(self) -> dict[str, Any]:
         """The config after defaults and overrides, JSON-ready (for the manifest)."""
         return self.model_dump(mode="json")
+
+    # -- the libraries' configs ----------------------------------------------------------------
+
+    def distill_config(self, out: Path, progress: bool) -> DistillConfig:
+        return DistillConfig(data=self.data.to_config(), teacher=self.teacher.to_config(self.precision),
+                             student=self.student.to_config(self.precision), kd=self.student.kd_config(),
+                             out=str(out), device=self.device, seed=self.seed, progress=progress)
+
+    def prune_config(self) -> PruneConfig:
+        return self.prune.to_config(self.student, self.data, self.device)
+
+    def ptq_config(self, fmt: str) -> PtqConfig:
+        """``quant.ptq`` for one format; latency is left to the gate stage, which times every artifact alike."""
+        return PtqConfig(format=fmt, calib=spec_string(self.data.calib_spec), eval=spec_string(self.data.eval),
+                         gate=self.gate.to_config(), onnx=self.quant.onnx_config(), tflite=self.quant.tflite_config(),
+                         fallback=self.quant.fallback, max_float_nodes=self.quant.max_float_nodes,
+                         threads=self.gate.threads, latency=False)
 
 
 class _KeyError(ValueError):

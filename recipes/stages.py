@@ -24,9 +24,9 @@ from typing import Any
 from landmarks.errors import ConfigError, ModelError
 from landmarks.evaluate import EvalCache
 from landmarks.models.checkpoint import file_sha256
-from recipes import adapters
+from recipes import data
 from recipes.cache import StageRecord, data_fingerprint
-from recipes.schema import Recipe, spec_items
+from recipes.schema import Recipe, spec_items, spec_string
 
 Outputs = tuple[list[Path], dict[str, Any]]
 
@@ -123,7 +123,7 @@ class DistillStage(Stage):
         resume = resume and bool(states)
         if resume:
             ctx.log(f"  resuming training from {', '.join(ctx.rel(s) for s in states)}")
-        config = adapters.distill_config(ctx.recipe, folder, ctx.progress)
+        config = ctx.recipe.distill_config(folder, ctx.progress)
         result = run_distillation(config, resume=resume, no_kd=ctx.recipe.student.no_kd)
         outputs = [result.student_path, folder / "metrics.json"]
         outputs += [p for p in (folder / "teacher_log.json", folder / "student_log.json") if p.is_file()]
@@ -207,19 +207,20 @@ class PruneStage(Stage):
     def run(self, ctx: Context, resume: bool) -> Outputs:
         teacher = ctx.detail("distill", "teacher")
         folder = ctx.clean_folder("checkpoints/prune")
-        report = adapters.prune(
-            ctx.recipe,
-            ctx.path(ctx.detail("distill", "student")),
-            _resolve(ctx, teacher) if teacher else None,
-            folder,
-            ctx.progress,
-            log=lambda line: ctx.log(f"  {line}"),
+        from distill.prune import prune_checkpoint
+
+        r = ctx.recipe
+        report = prune_checkpoint(
+            ctx.path(ctx.detail("distill", "student")), r.prune_config(), data=spec_string(r.data.train),
+            val_data=spec_string(r.data.val) if r.data.val else None,
+            teacher_checkpoint=_resolve(ctx, teacher) if teacher and not r.student.no_kd else None,
+            out=folder, seed=r.seed, progress=ctx.progress, log=lambda line: ctx.log(f"  {line}"),
         )
-        ctx.log(f"  {adapters.prune_summary(report)}")
+        ctx.log(f"  {_prune_summary(report)}")
         for state in folder.glob("*.state.pt"):  # fine-tuning states: spent once pruning finished
             state.unlink()
         outputs = [report.checkpoint, report.report_path, *sorted(folder.glob("step*_log.json"))]
-        return outputs, {"student": ctx.rel(report.checkpoint), "report": adapters.as_jsonable(report)}
+        return outputs, {"student": ctx.rel(report.checkpoint), "report": report.to_dict()}
 
 
 class ExportStage(Stage):
@@ -244,7 +245,7 @@ class ExportStage(Stage):
         checkpoint = ctx.student_checkpoint()
         config = ExportConfig(formats=r.export.formats, opset=r.export.opset, parity_count=r.export.parity_count,
                               num_threads=r.gate.threads)
-        faces = adapters.parity_faces(r, checkpoint, r.export.parity_count)
+        faces = data.parity_faces(r, checkpoint, r.export.parity_count)
         artifacts = export_checkpoint(checkpoint, folder, config, name="student", faces=faces)
         outputs, details = [], {}
         for artifact in artifacts:
@@ -272,7 +273,7 @@ class QuantizeStage(Stage):
             "onnx_fp32": file_sha256(onnx),
             "quant": r.quant.model_dump(mode="json"),
             "gate": r.gate.model_dump(mode="json", exclude={"latency"}),
-            "calib": data_fingerprint(spec_items(adapters.calib_spec(r))),
+            "calib": data_fingerprint(spec_items(r.data.calib_spec)),
             "eval": data_fingerprint(spec_items(r.data.eval)),
             "crop_scale": r.data.crop_scale,
             "seed": r.seed,
@@ -288,7 +289,7 @@ class QuantizeStage(Stage):
         exported = ctx.detail("export", "artifacts")
         onnx = ctx.path(exported["onnx_fp32"]["file"])
         metadata = read_onnx_metadata(onnx)
-        calib = adapters.open_calib(r, metadata)
+        calib = data.open_calib(r, metadata)
         evaluator = eval_set(r, metadata, ctx.evaluations)
         outputs: list[Path] = []
         details: dict[str, Any] = {}
@@ -297,7 +298,7 @@ class QuantizeStage(Stage):
                 continue
             # gated against the FP32 file of its format that ships beside it (the gate stage's reference)
             reference = ctx.path(exported[f"{fmt}_fp32"]["file"]) if f"{fmt}_fp32" in exported else None
-            result = run_ptq(onnx, folder / f"student.int8.{fmt}", adapters.ptq_config(r, fmt),
+            result = run_ptq(onnx, folder / f"student.int8.{fmt}", r.ptq_config(fmt),
                              calib_dataset=calib, evaluator=evaluator, reference=reference,
                              log=lambda line: ctx.log(f"  {line}"))
             outputs.append(result.artifact)
@@ -371,6 +372,13 @@ def _baseline(ctx: Context) -> Path | None:
     record = ctx.records.get("distill")
     path = record.details.get("baseline") if record is not None else None
     return ctx.path(path) if path else None
+
+
+def _prune_summary(report: Any) -> str:
+    before, after = report.before, report.after
+    nme = f", nme_io {before.nme_io:.2f}% -> {after.nme_io:.2f}%" if after.nme_io is not None else ""
+    return (f"pruned {100 * report.param_reduction:.1f}% of parameters ({before.params:,} -> {after.params:,}), "
+            f"{100 * report.mac_reduction:.1f}% of MACs{nme}")
 
 
 def _resolve(ctx: Context, path: str) -> Path:

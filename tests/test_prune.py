@@ -112,6 +112,37 @@ def test_bottlenecks_and_the_multiscale_head_stay_consistent_when_pruned(files: 
         assert model(x).pose.shape == (2, 3)
 
 
+def _hidden(stages34: int, stage5: int, stage6: int) -> dict[str, int]:
+    """Expansion widths of pfld025's inverted residuals: stages 3-4, stage 5, stage 6."""
+    widths = dict.fromkeys([f"stage3.{i}.hidden" for i in range(5)] + ["stage4.0.hidden"], stages34)
+    return widths | dict.fromkeys([f"stage5.{i}.hidden" for i in range(6)], stage5) | {"stage6.0.hidden": stage6}
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "sparsities", "changed"),
+    [
+        (("params_budget", 200_000), {}, (0.18756103515625, 0.35938116535544395),
+         _hidden(80, 320, 160)),
+        (("flops_budget", 50_000_000), {}, (0.18756103515625, 0.4375308118760586),
+         _hidden(64, 288, 144)),
+        (("ratio", 0.4), {"round_to": 4, "min_channels": 0}, (0.12506103515625, 0.2500218003988266),
+         {"conv1": 12, "conv7": 4, "conv8": 24, "stage3": 12, "stage4": 24, "stage5": 24}
+         | _hidden(96, 384, 192)),
+    ],
+)
+def test_budget_search_chooses_the_same_widths_as_pruning_a_copy_per_trial(
+        target: tuple[str, float], options: dict, sparsities: tuple[float, float], changed: dict[str, int]) -> None:
+    """Pinned from the search that pruned a deep copy (and rebuilt the DepGraph) for every trial."""
+    from distill.prune import Pruner
+
+    torch.manual_seed(0)
+    model = create_model("pfld025")
+    pruner = Pruner(model, 112, target, steps=2, **options)
+    assert (pruner.step(), pruner.step()) == pytest.approx(sparsities, abs=0, rel=0)
+    default = create_model("pfld025").channels
+    assert {k: v for k, v in model.channels.items() if v != default[k]} == changed
+
+
 def test_kd_recovery_uses_the_teacher_and_reports_each_step(pruned: PruneReport) -> None:
     assert pruned.kd and [s.step for s in pruned.steps] == [0, 1, 2]
     with open(pruned.checkpoint.parent / "step1_log.csv") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,41 @@ def test_overrides_are_parsed_as_yaml_and_resolved(capsys):
     assert resolved["export"]["formats"] == ["onnx"]
     assert resolved["gate"] == {"max_regression": 0.02, "max_abs_regression": 0.5, "latency": True, "threads": 2}
     assert resolved["name"] == "ci" and resolved["prune"]["enabled"] is False
+
+
+def test_sections_are_the_library_configs_with_their_defaults():
+    """A key a library config has takes its default from it; only recipe choices differ."""
+    from distill.config import KDConfig, StudentConfig, TeacherConfig
+    from distill.prune import PruneConfig
+    from quant.ort_int8 import StaticInt8Config
+    from quant.ptq import PtqConfig
+    from quant.tflite_int8 import TfliteInt8Config
+
+    recipe = Recipe(name="defaults")
+    distill = recipe.distill_config(Path("out"), progress=False)
+    student, teacher = StudentConfig(), TeacherConfig()
+    assert distill.student == replace(student, train=replace(student.train, epochs=12))
+    assert distill.teacher == replace(teacher, arch="fan2", train=replace(teacher.train, epochs=8))
+    assert distill.kd == KDConfig() and distill.data.crop_scale == 1.25
+    ptq, library = recipe.ptq_config("onnx"), PtqConfig()
+    assert ptq.onnx == StaticInt8Config() and ptq.onnx.calib_count == 256
+    assert (ptq.tflite, ptq.gate, ptq.fallback, ptq.max_float_nodes, ptq.threads) == (
+        TfliteInt8Config(), library.gate, library.fallback, library.max_float_nodes, library.threads)
+    prune = recipe.prune_config()
+    assert prune == replace(PruneConfig(ratio=0.3), batch_size=32, synthetic_train=1000, synthetic_val=250)
+
+
+def test_recipe_values_reach_the_library_configs():
+    recipe = load_recipe(RECIPES / "quickstart.yaml", overrides=[
+        "data.crop_scale=1.4", "student.no_kd=true", "student.kd.feature_weight=0.5", "precision=bf16",
+        "quant.calib_count=7", "gate.max_abs_regression=0.5", "prune.importance=taylor"])
+    distill = recipe.distill_config(Path("out"), progress=False)
+    assert distill.data.crop_scale == 1.4 and distill.student.train.precision == "bf16"
+    assert distill.kd == recipe.prune_config().kd
+    assert (distill.kd.enabled, distill.kd.feature_weight, distill.kd.output_weight) == (False, 0.5, 0.25)
+    ptq = recipe.ptq_config("tflite")
+    assert ptq.format == "tflite" and ptq.onnx.calib_count == 7 and ptq.gate.max_abs_regression == 0.5
+    assert ptq.calib == "synthetic:128" and recipe.prune_config().importance == "taylor"
 
 
 def test_apply_override_builds_nested_sections():

@@ -15,7 +15,7 @@ from landmarks.synthetic import (
     render_face,
     sample_appearance,
 )
-from landmarks.synthetic.render import SUPERSAMPLE, _fill
+from landmarks.synthetic.render import SUPERSAMPLE, fill_polygon
 
 SEEDS = range(150)
 
@@ -135,7 +135,7 @@ def test_drawing_uses_continuous_coordinates(offset):
     """A drawn square's mass centre is its true centre (pixel k spans [k, k+1)) within 0.3 px."""
     square = np.array([[10.0, 10.0], [21.0, 10.0], [21.0, 17.0], [10.0, 17.0]]) + offset
     canvas = np.zeros((32 * SUPERSAMPLE, 32 * SUPERSAMPLE), np.uint8)
-    _fill(canvas, square * SUPERSAMPLE, 255)
+    fill_polygon(canvas, square * SUPERSAMPLE, 255)
     image = cv2.resize(canvas, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
     centres = np.arange(32) + 0.5
     cx = (image.sum(axis=0) * centres).sum() / image.sum()

@@ -130,7 +130,7 @@ def test_gate_rerun_on_published_artifacts_reproduces_the_recipe_gate(tiny_run: 
     """The helper behind the 300-W test, on the recipe's own eval set: the same NMEs as the run recorded."""
     manifest = publish(tiny_run, tmp_path)
     files = {entry["name"]: entry for entry in manifest["files"]}
-    from recipes.adapters import EVAL_SEED_OFFSET
+    from landmarks.data.specs import EVAL_SEED_OFFSET
 
     seed = json.loads((tiny_run / "manifest.json").read_text())["recipe"]["config"]["seed"] + EVAL_SEED_OFFSET
     reports = gate_shipped(tmp_path, manifest["eval_set"]["name"], seed=seed)

@@ -18,9 +18,8 @@ from distill.prune.config import PruneConfig, PruneReport, StepReport
 from distill.prune.measure import checkpoint_bytes, measure
 from distill.prune.pruner import Pruner
 from landmarks.cli import check_output_dir
+from landmarks.data.specs import VAL_SEED_OFFSET
 from landmarks.errors import ConfigError, DataError, ModelError
-
-VAL_SEED_OFFSET = 10_000_000  # synthetic validation faces never overlap the training faces
 
 
 @dataclass

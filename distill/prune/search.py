@@ -2,7 +2,8 @@
 
 Targets in parameters or MACs are met by bisection over the sparsity (``BISECT_ITERATIONS``
 halvings: finer than one channel of the widest layer); ``channel_ratio`` needs no search. The
-search only asks ``trial(sparsity)`` for a footprint; the pruner answers by pruning a copy.
+search only asks ``trial(sparsity)`` for a footprint; the pruner answers from its one dependency
+graph's groups, measuring a fresh model of the trial's widths (no copy, no graph per trial).
 """
 
 from __future__ import annotations

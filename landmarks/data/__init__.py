@@ -1,4 +1,4 @@
-"""Datasets: the section-6 formats, format detection, crops with augmentation, checks.
+"""Datasets: the formats of docs/DESIGN.md "Data", format detection, crops with augmentation, checks.
 
 ``open_dataset(spec, input_size=...)`` is the entry point; ``python -m landmarks.data PATH``
 checks a dataset and lists its bad files.

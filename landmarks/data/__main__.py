@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from landmarks.cli import add_version_flag
+from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.data.inspection import DatasetReport, Progress, inspect_dataset
 from landmarks.data.specs import split_spec
 from landmarks.errors import EXIT_OK, EXIT_USAGE, cli_errors
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("datasets", nargs="+", metavar="DATASET", help="dataset path(s) to check")
     parser.add_argument("--input-size", type=int, default=112, metavar="S",
                         help="model input side, to report how much crops are resized (default: 112)")
-    parser.add_argument("--crop-scale", type=float, default=1.25, metavar="F",
-                        help="crop side / face box side, design section 1 (default: 1.25)")
+    parser.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE, metavar="F",
+                        help="crop side / face box side, docs/DESIGN.md, Coordinates (default: %(default)s)")
     return add_version_flag(parser)
 
 

@@ -54,7 +54,7 @@ class AugmentConfig:
 
     @classmethod
     def disabled(cls) -> AugmentConfig:
-        """Every augmentation off (the plain section-1 crop, but through this code path)."""
+        """Every augmentation off (the plain square face crop, but through this code path)."""
         return cls(**{f.name: 0.0 for f in fields(cls)})
 
     @classmethod
@@ -88,7 +88,7 @@ def crop_matrix(
     shift: tuple[float, float] = (0.0, 0.0),
     flip: bool = False,
 ) -> np.ndarray:
-    """2x3 map, continuous coordinates, from the image to the (jittered) section-1 crop.
+    """2x3 map, continuous coordinates, from the image to the (jittered) square face crop (DESIGN.md, "Coordinates").
 
     With the defaults it equals ``CropTransform.from_box(box, crop_scale, size).matrix()``.
     ``shift`` is in units of the face box's longer side; ``scale`` multiplies the crop side.

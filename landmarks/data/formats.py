@@ -1,4 +1,4 @@
-"""Readers of the dataset formats of design section 6, and format detection.
+"""Readers of the dataset formats of docs/DESIGN.md, "Data", and format detection.
 
 Every reader turns its on-disk convention into 0-based continuous coordinates here, once
 (through :mod:`landmarks.coords`), so nothing downstream needs to know where a face came from.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmarks.coords import landmark_box
+from landmarks.coords import DEFAULT_CROP_SCALE, landmark_box
 from landmarks.data.formats import BadFile, FaceRecord, read_image, scan
 from landmarks.data.specs import is_synthetic_spec, parse_synthetic_spec, synthetic_canvas_size
 from landmarks.errors import DataError
@@ -39,7 +39,7 @@ class DatasetReport:
         return not self.problems
 
 
-def inspect_dataset(spec: str | Path, *, crop_scale: float = 1.25, input_size: int = 112,
+def inspect_dataset(spec: str | Path, *, crop_scale: float = DEFAULT_CROP_SCALE, input_size: int = 112,
                     synthetic_count: int = 1000, progress: Progress | None = None) -> DatasetReport:
     """Read and check every face of one dataset (a path, ``synthetic`` or ``synthetic:N``)."""
     if is_synthetic_spec(spec):

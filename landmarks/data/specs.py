@@ -1,4 +1,4 @@
-"""How a dataset is named (design section 6): a path, ``a,b``, ``synthetic`` or ``synthetic:N``.
+"""How a dataset is named (docs/DESIGN.md, "Data"): a path, ``a,b``, ``synthetic`` or ``synthetic:N``.
 
 Kept free of torch so that ``python -m landmarks.data`` starts fast.
 """
@@ -9,6 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from landmarks.errors import ConfigError, DataError
+
+# Seeds of the synthetic sets of one run: train ``seed``, validation ``seed + VAL_SEED_OFFSET``,
+# eval ``seed + EVAL_SEED_OFFSET``, so that no two of them share a generated face.
+VAL_SEED_OFFSET = 10_000_000
+EVAL_SEED_OFFSET = 20_000_000
 
 
 def is_synthetic_spec(spec: str | Path) -> bool:

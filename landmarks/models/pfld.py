@@ -18,6 +18,7 @@ Outputs: ``forward`` -> :class:`PFLDOutput` (landmarks ``[N, P, 2]`` ``xy_norm``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,20 +159,24 @@ class PFLD(nn.Module):
         # Start every landmark at the crop centre: a plain linear output then stays well scaled.
         nn.init.constant_(self.fc.bias, 0.5)
 
+    @staticmethod
+    def channel_layers() -> dict[str, str]:
+        """The layer each width of ``channels`` is the output width of, by module name."""
+        layers = {"conv1": "conv1.0", "conv7": "conv7.0", "conv8": "conv8.0"}
+        for name, _, hidden, _ in _STAGES:
+            layers[name] = f"{name}.{len(hidden) - 1}.project.0"
+            layers |= {f"{name}.{i}.hidden": f"{name}.{i}.expand.0" for i in range(len(hidden))}
+        return layers | {f"aux.conv{i}": f"aux.conv{i}.0" for i in range(1, 5)} | {"aux.fc1": "aux.fc1"}
+
     @property
     def channels(self) -> dict[str, int]:
         """Widths read from the layers themselves, so they stay true after in-place pruning."""
-        c = {"conv1": self.conv1[0].out_channels, "conv7": self.conv7[0].out_channels,
-             "conv8": self.conv8[0].out_channels}
-        for name, *_ in _STAGES:
-            blocks = getattr(self, name)
-            c[name] = blocks[-1].project[0].out_channels
-            c |= {f"{name}.{i}.hidden": b.expand[0].out_channels for i, b in enumerate(blocks)}
-        aux = self.aux
-        c |= {"aux.conv1": aux.conv1[0].out_channels, "aux.conv2": aux.conv2[0].out_channels,
-              "aux.conv3": aux.conv3[0].out_channels, "aux.conv4": aux.conv4[0].out_channels,
-              "aux.fc1": aux.fc1.out_features}
-        return c
+        modules = dict(self.named_modules())
+        return {key: out_width(modules[name]) for key, name in self.channel_layers().items()}
+
+    def with_channels(self, channels: Mapping[str, int]) -> PFLD:
+        """A freshly initialized model like this one with the given widths (e.g. a pruning trial's)."""
+        return PFLD(dataclasses.replace(self.config, channels=dict(channels)))
 
     @property
     def arch_config(self) -> dict[str, Any]:
@@ -204,6 +209,11 @@ class PFLD(nn.Module):
     def forward_landmarks(self, x: Tensor) -> Tensor:
         """``[N, P, 2]`` ``xy_norm``; the pose branch is not run."""
         return self.forward_head(self.forward_features(x)[2])
+
+
+def out_width(layer: nn.Module) -> int:
+    """Output channels of a conv, output features of a linear layer."""
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
 
 
 def _create_pfld(width: float, /, **kwargs: Any) -> PFLD:

@@ -33,7 +33,8 @@ def _fp(points: np.ndarray) -> np.ndarray:
     return np.round((np.asarray(points) - 0.5) * _FP).astype(np.int32)
 
 
-def _fill(img: np.ndarray, poly: np.ndarray, color: Color | float) -> None:
+def fill_polygon(img: np.ndarray, poly: np.ndarray, color: Color | float) -> None:
+    """Fill ``poly`` (continuous coordinates) into ``img``, anti-aliased at sub-pixel precision."""
     cv2.fillPoly(img, [_fp(poly)], color, _AA, SHIFT)
 
 
@@ -113,14 +114,14 @@ def _clutter(img: np.ndarray, rng: np.random.Generator, size: int) -> None:
             box = cv2.boxPoints(((float(c[0]), float(c[1])), (float(r * 2), float(r * rng.uniform(0.2, 2))),
                                  float(rng.uniform(0, 180))))
             if thick < 0:
-                _fill(img, box, color)
+                fill_polygon(img, box, color)
             else:
                 _line(img, box, color, thick, closed=True)
         elif kind == 2:
             end = c + rng.normal(0, 0.5, 2) * size
             _line(img, np.stack([c, end]), color, int(rng.integers(1, 5)))
         elif kind == 3:
-            _fill(img, c + rng.uniform(-r, r, (int(rng.integers(3, 7)), 2)), color)
+            fill_polygon(img, c + rng.uniform(-r, r, (int(rng.integers(3, 7)), 2)), color)
         else:
             _stripes(img, rng, color, size)
 
@@ -150,15 +151,15 @@ def _draw_head(img: np.ndarray, proj: Projection, look: Appearance) -> np.ndarra
         hair = aux["hair"]
         if look.hair_style == "long":
             hair = np.concatenate([aux["hair_long"][:2], hair, aux["hair_long"][2:]])
-        _fill(img, hair, look.hair)
+        fill_polygon(img, hair, look.hair)
     ears = aux["ears"]
     for top, bottom in (ears[:2], ears[2:]):
         major = (bottom - top) / 2
         minor = np.array([-major[1], major[0]]) * 0.45
-        _fill(img, _ellipse((top + bottom) / 2, major, minor), _scaled(look.skin, 0.88))
-    _fill(img, aux["neck"], _scaled(look.skin, 0.8))
+        fill_polygon(img, _ellipse((top + bottom) / 2, major, minor), _scaled(look.skin, 0.88))
+    fill_polygon(img, aux["neck"], _scaled(look.skin, 0.8))
     hull = cv2.convexHull(np.concatenate([proj.points, aux["forehead"]]).astype(np.float32))[:, 0]
-    _fill(img, hull, look.skin)
+    fill_polygon(img, hull, look.skin)
     return hull
 
 
@@ -167,7 +168,7 @@ def _draw_brows(img: np.ndarray, pts: np.ndarray, look: Appearance, px_mm: float
     for idx, widths in ((slice(17, 22), taper), (slice(22, 27), taper[::-1])):
         brow = pts[idx]
         half = (widths * look.brow_thickness_mm * px_mm / 2)[:, None] * up
-        _fill(img, np.concatenate([brow + half, (brow - half)[::-1]]), look.brows)
+        fill_polygon(img, np.concatenate([brow + half, (brow - half)[::-1]]), look.brows)
 
 
 def _draw_eye(img: np.ndarray, proj: Projection, k: int, look: Appearance, up: np.ndarray) -> None:
@@ -178,7 +179,7 @@ def _draw_eye(img: np.ndarray, proj: Projection, k: int, look: Appearance, up: n
     width = np.linalg.norm(eye[3] - eye[0])
     _line(img, eye[:4] + up * 0.3 * width, _scaled(look.skin, 0.82), _px(1.0, ppm))
     if opening > 0.3 * SUPERSAMPLE:
-        _fill(img, eye, look.sclera)
+        fill_polygon(img, eye, look.sclera)
         _draw_iris(img, eye, proj.iris_centres[k], proj.iris_axes[k], look)
         _line(img, eye[[3, 4, 5, 0]], _scaled(look.skin, 0.65), _px(1.0, ppm))
     _line(img, eye[:4], (35.0, 28.0, 28.0), _px(2.2, ppm))
@@ -196,11 +197,11 @@ def _draw_iris(img: np.ndarray, eye: np.ndarray, centre: np.ndarray, axes: np.nd
     roi = img[y0:y1, x0:x1]
     layer = roi.copy()
     mask = np.zeros(roi.shape[:2], np.uint8)
-    _fill(mask, eye - origin, 255)
+    fill_polygon(mask, eye - origin, 255)
     c = centre - origin
-    _fill(layer, _ellipse(c, axes[0], axes[1]), look.iris)
-    _fill(layer, _ellipse(c, axes[0] * 0.45, axes[1] * 0.45), (12.0, 10.0, 10.0))
-    _fill(layer, _ellipse(c - axes[0] * 0.35 - axes[1] * 0.35, axes[0] * 0.15, axes[1] * 0.15),
+    fill_polygon(layer, _ellipse(c, axes[0], axes[1]), look.iris)
+    fill_polygon(layer, _ellipse(c, axes[0] * 0.45, axes[1] * 0.45), (12.0, 10.0, 10.0))
+    fill_polygon(layer, _ellipse(c - axes[0] * 0.35 - axes[1] * 0.35, axes[0] * 0.15, axes[1] * 0.15),
           (235.0, 235.0, 235.0))
     alpha = cv2.merge([mask, mask, mask]).astype(np.uint16)
     roi[:] = ((layer * alpha + roi * (255 - alpha) + 127) // 255).astype(np.uint8)
@@ -210,7 +211,7 @@ def _draw_nose(img: np.ndarray, proj: Projection, params: FaceParams, look: Appe
     """Nose volume (skin, hides what is behind it), side shadows, nostrils, profile line at yaw."""
     p = proj.points
     stroke = _px(1.5, proj.px_per_mm)
-    _fill(img, cv2.convexHull(p[27:36].astype(np.float32))[:, 0], look.skin)
+    fill_polygon(img, cv2.convexHull(p[27:36].astype(np.float32))[:, 0], look.skin)
     light_x = np.cos(look.light_angle)
     for alar, inner, side in ((31, 32, -1.0), (35, 34, 1.0)):
         lat = p[alar] - p[33]
@@ -219,10 +220,10 @@ def _draw_nose(img: np.ndarray, proj: Projection, params: FaceParams, look: Appe
         _line(img, side_line, _scaled(look.skin, shade), stroke)
         nostril_c = (p[alar] + p[inner]) / 2 + (p[29] - p[30]) * 0.08
         half = (p[inner] - p[alar]) * 0.4
-        _fill(img, _ellipse(nostril_c, half, np.array([-half[1], half[0]]) * 0.55), _scaled(look.skin, 0.3))
+        fill_polygon(img, _ellipse(nostril_c, half, np.array([-half[1], half[0]]) * 0.55), _scaled(look.skin, 0.3))
     _line(img, p[31:36], _scaled(look.skin, 0.7), stroke)
     tip = (p[35] - p[31]) * 0.14
-    _fill(img, _ellipse(p[30], tip, np.array([-tip[1], tip[0]])), _scaled(look.skin, 1.08))
+    fill_polygon(img, _ellipse(p[30], tip, np.array([-tip[1], tip[0]])), _scaled(look.skin, 1.08))
     strength = min(1.0, max(0.0, (abs(params.yaw) - 15) / 35))
     if strength > 0:
         _line(img, p[27:31], _scaled(look.skin, 1 - 0.3 * strength), stroke)
@@ -230,13 +231,13 @@ def _draw_nose(img: np.ndarray, proj: Projection, params: FaceParams, look: Appe
 
 def _draw_mouth(img: np.ndarray, pts: np.ndarray, look: Appearance, up: np.ndarray, ppm: float) -> None:
     """Lips; an open mouth shows a dark interior and upper teeth, a closed one a lip line."""
-    _fill(img, pts[48:60], look.lips)
+    fill_polygon(img, pts[48:60], look.lips)
     gap = np.dot(pts[62] - pts[66], up)
     if gap > 0.4 * SUPERSAMPLE:
-        _fill(img, pts[60:68], (55.0, 18.0, 22.0))
+        fill_polygon(img, pts[60:68], (55.0, 18.0, 22.0))
         drop = np.array([0.2, 1.0, 1.0, 1.0, 0.2])[:, None] * (-up) * (0.4 * gap)
         upper = pts[60:65]
-        _fill(img, np.concatenate([upper, (upper + drop)[::-1]]), (225.0, 220.0, 205.0))
+        fill_polygon(img, np.concatenate([upper, (upper + drop)[::-1]]), (225.0, 220.0, 205.0))
     else:
         _line(img, pts[[48, 60, 61, 62, 63, 64, 54]], _scaled(look.lips, 0.5), _px(1.5, ppm))
 
@@ -252,16 +253,16 @@ def _occluders(img: np.ndarray, rng: np.random.Generator, pts: np.ndarray, look:
         if kind == 0:
             ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(5, 10))))
             rad = r * rng.uniform(0.55, 1.0, len(ang))
-            _fill(img, centre + np.stack([np.cos(ang), np.sin(ang)], 1) * rad[:, None], color)
+            fill_polygon(img, centre + np.stack([np.cos(ang), np.sin(ang)], 1) * rad[:, None], color)
         elif kind == 1:
             extent = (float(2 * r), float(2 * r * rng.uniform(0.3, 1.0)))
             box = cv2.boxPoints(((float(centre[0]), float(centre[1])), extent, float(rng.uniform(0, 180))))
-            _fill(img, box, color)
+            fill_polygon(img, box, color)
             _line(img, box[:2], _scaled(color, 0.6), SUPERSAMPLE)
         elif kind == 2:
             _hand(img, rng, centre, r, _scaled(look.skin, rng.uniform(0.85, 1.1)))
         else:
-            _fill(img, np.concatenate([pts[1:16], pts[[29]]]), _scaled(color, 0.3) if rng.random() < 0.3
+            fill_polygon(img, np.concatenate([pts[1:16], pts[[29]]]), _scaled(color, 0.3) if rng.random() < 0.3
                   else (215.0, 225.0, 235.0))
 
 
@@ -270,7 +271,7 @@ def _hand(img: np.ndarray, rng: np.random.Generator, centre: np.ndarray, r: floa
     angle = rng.uniform(0, 2 * np.pi)
     d = np.array([np.cos(angle), np.sin(angle)])
     n = np.array([-d[1], d[0]])
-    _fill(img, _ellipse(centre, d * r * 0.7, n * r * 0.55), color)
+    fill_polygon(img, _ellipse(centre, d * r * 0.7, n * r * 0.55), color)
     finger = max(1, int(r * 0.28))
     for k in range(4):
         base = centre + d * r * 0.5 + n * r * (k - 1.5) * 0.3
@@ -330,6 +331,6 @@ def render(proj: Projection, params: FaceParams, look: Appearance, rng: np.rando
         _occluders(canvas, rng, pts, look)
     img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
     mask = np.zeros((size, size), np.uint8)
-    _fill(mask, hull / ss, 255)
+    fill_polygon(mask, hull / ss, 255)
     face_px = float(np.max(proj.points.max(axis=0) - proj.points.min(axis=0)))
     return _finish(img, rng, mask, look, face_px)

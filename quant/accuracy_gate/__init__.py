@@ -7,6 +7,7 @@ folder or ``rejected/``; ``check_disjoint`` refuses calibration/eval overlap.
 
 from landmarks.evaluate import Evaluator
 from quant.accuracy_gate.gate import (
+    DEFAULT_MAX_REGRESSION,
     PASS,
     REJECT,
     Decision,
@@ -20,6 +21,7 @@ from quant.accuracy_gate.gate import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_REGRESSION",
     "PASS",
     "REJECT",
     "Decision",
