@@ -42,10 +42,9 @@ ARMS = ("no_kd", "kd", "kd_unlabeled", "kd_noisy_labels")
 
 
 def _base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
-    from recipes.adapters import distill_config
     from recipes.schema import load_recipe
 
-    cfg = distill_config(load_recipe(RECIPE), out, progress)
+    cfg = load_recipe(RECIPE).distill_config(out, progress)
     teacher = recipe_run / "checkpoints" / "teacher.pt"
     if not teacher.is_file():
         raise ConfigError(f"{teacher}: run the recipe first (python -m recipes run {RECIPE.relative_to(ROOT)})")

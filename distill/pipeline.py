@@ -26,6 +26,7 @@ from distill.engine import DistEnv, Trainer, init_distributed, resolve_device
 from distill.tasks import StudentTask, TeacherTask
 from landmarks.atomic import write_json
 from landmarks.data import AugmentConfig, ConcatFaceDataset, open_dataset
+from landmarks.data.specs import VAL_SEED_OFFSET
 from landmarks.data.split import Holdout
 from landmarks.errors import ConfigError, ModelError
 from landmarks.metadata import ArtifactMetadata
@@ -95,11 +96,11 @@ def _val_spec(cfg: DistillConfig) -> tuple[str, int, Holdout | None]:
     ``val_split`` the training folders are split by source photo (:mod:`landmarks.data.split`).
     """
     if cfg.data.val:
-        return cfg.data.val, cfg.seed + 10_000_000, None
+        return cfg.data.val, cfg.seed + VAL_SEED_OFFSET, None
     if cfg.data.val_split > 0:
         return cfg.data.train, cfg.seed, Holdout(cfg.data.val_split, "val", cfg.seed)
     if cfg.data.train.split(":")[0] == "synthetic":
-        return f"synthetic:{cfg.data.synthetic_val}", cfg.seed + 10_000_000, None
+        return f"synthetic:{cfg.data.synthetic_val}", cfg.seed + VAL_SEED_OFFSET, None
     raise ConfigError("training on a folder needs validation data too: pass --val-data PATH or --val-split 0.1")
 
 

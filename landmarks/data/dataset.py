@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from landmarks.coords import crop_face, landmark_box, normalize, warp_continuous
+from landmarks.coords import DEFAULT_CROP_SCALE, crop_face, landmark_box, normalize, warp_continuous
 from landmarks.data.augment import AugmentConfig, Augmenter, sample_rng
 from landmarks.data.cache import ImageCache
 from landmarks.data.formats import FaceRecord, load_records, read_image
@@ -126,7 +126,7 @@ class CropDataset(Dataset):
 class FaceDataset(CropDataset):
     """Annotated image files (:class:`FaceRecord`), decoded on access."""
 
-    def __init__(self, records: Sequence[FaceRecord], *, input_size: int, crop_scale: float = 1.25,
+    def __init__(self, records: Sequence[FaceRecord], *, input_size: int, crop_scale: float = DEFAULT_CROP_SCALE,
                  augment: AugmentConfig | None = None, seed: int = 0, teacher_size: int | None = None,
                  cache_images: bool = False) -> None:
         self.records = tuple(records)
@@ -187,7 +187,7 @@ def _check_uniform(records: Sequence[FaceRecord]) -> None:
 class SyntheticFaceDataset(CropDataset):
     """Procedural faces ``seed + i`` from :func:`landmarks.synthetic.generate_face`, pose known."""
 
-    def __init__(self, num_faces: int, input_size: int, crop_scale: float = 1.25, seed: int = 0,
+    def __init__(self, num_faces: int, input_size: int, crop_scale: float = DEFAULT_CROP_SCALE, seed: int = 0,
                  augment: AugmentConfig | None = None, teacher_size: int | None = None) -> None:
         if isinstance(num_faces, bool) or not isinstance(num_faces, int) or num_faces < 1:
             raise ConfigError(f"synthetic face count must be a positive integer, got {num_faces!r}")
@@ -278,7 +278,7 @@ def open_dataset(
     spec: str | Sequence[str],
     *,
     input_size: int,
-    crop_scale: float = 1.25,
+    crop_scale: float = DEFAULT_CROP_SCALE,
     augment: AugmentConfig | None = None,
     seed: int = 0,
     synthetic_count: int = 1000,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from landmarks.coords import landmark_box
+from landmarks.coords import DEFAULT_CROP_SCALE, landmark_box
 from landmarks.data.augment import AugmentConfig
 from landmarks.data.cache import ImageCache
 from landmarks.data.dataset import CropDataset, Sample
@@ -112,7 +112,7 @@ class UnlabeledFaceDataset(CropDataset):
     """Augmented crops of unlabeled faces: NaN points, ``labeled`` False, images cached."""
 
     def __init__(self, records: Sequence[UnlabeledRecord], num_points: int, *, input_size: int,
-                 crop_scale: float = 1.25, augment: AugmentConfig | None = None, seed: int = 0,
+                 crop_scale: float = DEFAULT_CROP_SCALE, augment: AugmentConfig | None = None, seed: int = 0,
                  teacher_size: int | None = None, cache_images: bool = True) -> None:
         self.records = tuple(records)
         if not self.records:
