@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--synthetic-train", type=int, default=_DATA.synthetic_train, help="synthetic training faces")
     p.add_argument("--synthetic-val", type=int, default=_DATA.synthetic_val, help="synthetic validation faces")
-    p.add_argument("--workers", type=int, default=1, help="data-loading worker processes")
+    p.add_argument("--workers", type=int, default=_DATA.num_workers, help="data-loading processes (0: in-process)")
     p.add_argument("--out", default="runs/distill", help="run folder for checkpoints, logs and metrics")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)

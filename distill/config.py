@@ -131,7 +131,7 @@ class DataConfig:
     crop_scale: float = DEFAULT_CROP_SCALE
     synthetic_train: int = 1500
     synthetic_val: int = 200
-    num_workers: int = 1
+    num_workers: int = 0  # 2 cores: a loader worker competes with torch (benchmarks/results/train_throughput.md)
     cache_images: bool = True
 
     def __post_init__(self) -> None:

@@ -112,7 +112,7 @@ class DataSection(_Section):
     calib: DataSpec | None = None  # default: the training data
     eval: DataSpec = "synthetic:200"
     crop_scale: float = Field(_DATA.crop_scale, gt=0.5, le=4.0)
-    num_workers: int = Field(0, ge=0, le=16)
+    num_workers: int = Field(_DATA.num_workers, ge=0, le=16)
 
     @model_validator(mode="after")
     def _has_validation(self) -> DataSection:
