@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import Any
+
+from landmarks.atomic import write_json, write_text
 
 
 def cpu_name() -> str:
@@ -15,3 +18,13 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def save_results(folder: Path, name: str, payload: dict[str, Any], table: str, command: str | None = None) -> None:
+    """The end of a benchmark: ``NAME.json`` (the numbers) and ``NAME.md`` (the table, ending with
+    the command that made it when one is given) in ``folder``; the table is also printed."""
+    if command is not None:
+        table += f"\n\nCommand: `{command}`\n"
+    write_json(folder / f"{name}.json", payload)
+    write_text(folder / f"{name}.md", table)
+    print(table)

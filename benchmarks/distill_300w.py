@@ -20,9 +20,12 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import save_results
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 from distill.pipeline import run_distillation
-from landmarks.atomic import write_json, write_text
+from landmarks.atomic import write_json
 from landmarks.errors import cli_errors
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
@@ -122,7 +125,6 @@ def write_results(kd: dict, nokd: dict, cfg: DistillConfig) -> None:
         "kd_wall_seconds": kd.get("wall_seconds"),
         "nokd_wall_seconds": nokd.get("wall_seconds"),
     }
-    write_json(RESULTS / "distill_300w.json", payload)
     lines = [
         "# Distillation on 300-W (CPU, 2 cores)",
         "",
@@ -147,12 +149,9 @@ def write_results(kd: dict, nokd: dict, cfg: DistillConfig) -> None:
         "| feature weight | 0 (no KD) | 0.05 | 0.5 | 1.0 | 2.0 |",
         "|---|---|---|---|---|---|",
         "| student nme_io % | 8.01 | 8.16 | 7.63 | 7.48 | 6.97 |",
-        "",
-        f"Command: `python benchmarks/distill_300w.py {' '.join(sys.argv[1:])}`",
-        "",
     ]
-    write_text(RESULTS / "distill_300w.md", "\n".join(lines))
-    print("\n".join(lines))
+    save_results(RESULTS, "distill_300w", payload, "\n".join(lines),
+                 command=f"python benchmarks/distill_300w.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import cpu_name  # noqa: E402
-from landmarks.atomic import write_json, write_text  # noqa: E402
+from benchmarks.common import cpu_name, save_results  # noqa: E402
+from landmarks.atomic import write_json  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -152,9 +152,7 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None) -> di
                                "epochs": v["epochs"]} for k, v in arms.items() if k != "no_kd"},
         "cpu": cpu_name(),
     }
-    write_json(RESULTS / "distill_gap.json", payload)
-    write_text(RESULTS / "distill_gap.md", _table(payload))
-    print(_table(payload))
+    save_results(RESULTS, "distill_gap", payload, _table(payload))
     return payload
 
 

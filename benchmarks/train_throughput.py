@@ -28,11 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torch.utils.data import Subset
 
-from benchmarks.common import cpu_name
+from benchmarks.common import cpu_name, save_results
 from distill.config import KDConfig, TeacherConfig, TrainConfig
 from distill.engine import Trainer
 from distill.tasks import StudentTask, TeacherTask
-from landmarks.atomic import write_json, write_text
 from landmarks.data import AugmentConfig, open_dataset
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models import create_model
@@ -127,7 +126,6 @@ def main() -> int:
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
     }
-    write_json(RESULTS / "train_throughput.json", payload)
     lines = [
         "# Training throughput (images/s), before and after, one run",
         "",
@@ -140,12 +138,8 @@ def main() -> int:
         "",
         "before: decode every view, one 128 px crop resized in torch for the student, fp32, NCHW.",
         "after: images decoded once, each model's view cut at its own size, bf16 autocast, channels-last.",
-        "",
-        f"Command: `{payload['command']}`",
-        "",
     ]
-    write_text(RESULTS / "train_throughput.md", "\n".join(lines))
-    print("\n".join(lines))
+    save_results(RESULTS, "train_throughput", payload, "\n".join(lines), command=payload["command"])
     return 0
 
 

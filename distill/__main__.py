@@ -17,7 +17,7 @@ from distill.config import (
     TeacherConfig,
     TrainConfig,
 )
-from landmarks.cli import add_version_flag
+from landmarks.cli import new_parser
 from landmarks.errors import ConfigError, cli_errors
 
 # OpenMP threads that spin while waiting make every torch step several times slower on shared,
@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     teachers = ["fan", *list_models("fan*")]
     students = list_models("pfld*")
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train (or load) a FAN heatmap teacher and distill it into a PFLD student. "
+    p = new_parser(
+        PROG,
+        "Train (or load) a FAN heatmap teacher and distill it into a PFLD student. "
         "With no --data, trains on built-in synthetic faces and finishes in a few minutes on a CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    return add_version_flag(p)
+    return p
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:

@@ -19,19 +19,17 @@ from export.config import (
     MIN_OPSET,
     ExportConfig,
 )
-from landmarks.cli import add_version_flag, check_output_dir
+from landmarks.cli import check_output_dir, new_parser
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
 
 PROG = "python -m export"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Export a landmarks torch checkpoint to deployable FP32 ONNX and/or TFLite files with "
-            "artifact metadata, checking each against the torch model on real faces."
-        ),
+    parser = new_parser(
+        PROG,
+        "Export a landmarks torch checkpoint to deployable FP32 ONNX and/or TFLite files with "
+        "artifact metadata, checking each against the torch model on real faces.",
         epilog="Exit status: 0 success, 1 parity bound exceeded (nothing written), 2 usage or input error.",
     )
     parser.add_argument("checkpoint", help="torch checkpoint written by the distill stage (.pt)")
@@ -58,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="same for the FP16 ONNX variant (default: %(default)g)")
     parser.add_argument("--json", action="store_true", help="print the artifact reports as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    return add_version_flag(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

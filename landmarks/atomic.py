@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
 A crashed or killed process therefore never leaves a half-written artifact under its final
-name. Every file the project writes for a user goes through here.
+name. Every file the project writes for a user goes through here, and :func:`read_json`
+reads back the JSON ones (manifests) with one-line errors.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from landmarks.errors import LandmarksError, ModelError
 
 
 def _umask_mode() -> int:
@@ -64,3 +67,29 @@ def write_text(target: str | os.PathLike[str], text: str) -> Path:
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    what: str,
+    check: Callable[[Any], bool] | None = None,
+    *,
+    missing: str | None = None,
+    error: type[LandmarksError] = ModelError,
+) -> Any:
+    """Read a JSON file back; every failure is one line ``error(f"{path}: ...")``.
+
+    ``missing``, when given, is the message for a file that does not exist (otherwise the
+    ``OSError`` propagates); a file that does not parse is "not valid JSON"; a value that
+    ``check`` rejects is "not a {what}".
+    """
+    path = Path(path)
+    if missing is not None and not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        obj = json.loads(path.read_text())
+    except ValueError as err:
+        raise error(f"{path}: not valid JSON ({err})") from None
+    if check is not None and not check(obj):
+        raise error(f"{path}: not a {what}")
+    return obj

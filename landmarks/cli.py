@@ -16,6 +16,45 @@ def add_version_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that shows ``--version`` after the command's own options.
+
+    :func:`new_parser` adds the flag first; help and usage still list it last, as they did when
+    every command added it once its options were defined.
+    """
+
+    _version: argparse.Action | None = None
+
+    def _version_last(self) -> None:
+        if self._version is not None:
+            for actions in (self._actions, self._optionals._group_actions):
+                if self._version in actions:
+                    actions.remove(self._version)
+                    actions.append(self._version)
+
+    def format_usage(self) -> str:
+        self._version_last()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._version_last()
+        return super().format_help()
+
+
+def new_parser(
+    prog: str,
+    description: str,
+    epilog: str | None = None,
+    formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
+    version: bool = True,
+) -> argparse.ArgumentParser:
+    """The ``ArgumentParser`` of a command: its help formatter and the shared ``--version`` flag."""
+    parser = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=formatter_class)
+    if version:
+        parser._version = add_version_flag(parser)._actions[-1]
+    return parser
+
+
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     """Refuse an output folder that cannot be one, before any work is done.
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from landmarks.cli import add_version_flag
+from landmarks.cli import new_parser
 from landmarks.errors import cli_errors
 
 PROG = "python -m landmarks.eval"
@@ -21,13 +21,11 @@ SAMPLES = 16
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Evaluate a facial-landmark model (.onnx, .tflite, or a .pt/.pth checkpoint) on an "
-            "annotated dataset and report NME (inter-ocular, box, image), failure rate and AUC. "
-            "The model's own metadata (input size, crop scale, normalization) defines the crops."
-        ),
+    parser = new_parser(
+        PROG,
+        "Evaluate a facial-landmark model (.onnx, .tflite, or a .pt/.pth checkpoint) on an "
+        "annotated dataset and report NME (inter-ocular, box, image), failure rate and AUC. "
+        "The model's own metadata (input size, crop scale, normalization) defines the crops.",
         epilog="example: python -m landmarks.eval student.onnx data/300w/helen/testset --limit 200",
     )
     parser.add_argument(
@@ -48,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="show a progress bar (default: when stderr is a terminal)",
     )
-    return add_version_flag(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,7 +56,7 @@ import numpy as np
 
 from landmarks import atomic
 from landmarks.api import Face, FaceLandmarker, LandmarkPipeline
-from landmarks.cli import check_output_dir, check_output_file
+from landmarks.cli import check_output_dir, check_output_file, new_parser
 from landmarks.coords import continuous_to_index, landmark_box
 from landmarks.detect import DETECTORS
 from landmarks.errors import ConfigError, DataError, cli_errors
@@ -303,8 +303,7 @@ def run_video(pipeline: LandmarkPipeline, source: str, *, max_frames: int | None
 
 def build_parser() -> argparse.ArgumentParser:
     head, body = __doc__.split("\n\n", 1)
-    p = argparse.ArgumentParser(prog=PROG, description=head, epilog=body,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, head, epilog=body, formatter_class=argparse.RawDescriptionHelpFormatter, version=False)
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
                    help="an image file or a folder of images (older form: MODEL IMAGE_OR_FOLDER)")
     p.add_argument("--model", type=Path, help="ONNX / TFLite artifact or torch checkpoint (default: the shipped "

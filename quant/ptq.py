@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from landmarks.artifact import copy_with_sidecar, read_onnx_metadata
-from landmarks.cli import add_version_flag, check_output_file
+from landmarks.cli import check_output_file, new_parser
 from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, ModelError, cli_errors
 from landmarks.evaluate import Evaluator
@@ -248,7 +248,7 @@ def _name(dataset: Any, spec: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m quant.ptq", description=__doc__.splitlines()[0])
+    p = new_parser("python -m quant.ptq", __doc__.splitlines()[0])
     p.add_argument("model", help="FP32 ONNX model with artifact metadata")
     p.add_argument("--calib", default="synthetic", help="calibration data: a folder, or synthetic[:N]")
     p.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration images used")
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--mean", default="0.5,0.5,0.5")
     meta.add_argument("--std", default="0.5,0.5,0.5")
     meta.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE)
-    return add_version_flag(p)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

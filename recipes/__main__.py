@@ -27,10 +27,9 @@ PROG = "python -m recipes"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from landmarks import __version__
+    from landmarks.cli import new_parser
 
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"%(prog)s (edge-landmarks {__version__})")
+    p = new_parser(PROG, __doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,check,show}")
     run = sub.add_parser("run", help="run a recipe into an artifact folder (stages cached by content hash)",
                          description="Run teacher -> distill -> prune -> export -> quantize -> gate and write the "

@@ -7,26 +7,20 @@ recorded size and sha256, in ``release/`` when it passed and ``rejected/`` when 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from landmarks.atomic import read_json
 from landmarks.errors import ConfigError
 from landmarks.models.checkpoint import file_sha256
 from recipes.manifest import MANIFEST
 
 
 def load_manifest(out: Path) -> dict[str, Any]:
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{path}: no manifest (the run did not finish, or OUT is not a recipe run folder)")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or "artifacts" not in manifest:
-        raise ConfigError(f"{path}: not a recipe manifest (no 'artifacts')")
-    return manifest
+    return read_json(Path(out) / MANIFEST, "recipe manifest (no 'artifacts')",
+                     lambda m: isinstance(m, dict) and "artifacts" in m,
+                     missing="no manifest (the run did not finish, or OUT is not a recipe run folder)",
+                     error=ConfigError)
 
 
 def check_run(out: Path) -> tuple[dict[str, Any], list[str]]:

@@ -10,14 +10,7 @@ import numpy as np
 import pytest
 
 from landmarks.errors import ConfigError, DataError
-from quant.accuracy_gate import (
-    GateConfig,
-    GateReport,
-    calculate_regression,
-    check_disjoint,
-    decide,
-    place_artifact,
-)
+from quant import accuracy_gate as gate
 
 
 @dataclass(frozen=True)
@@ -45,33 +38,33 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.candidate}vs{c.reference}@{c.max_regression}")
 def test_decide(case: Case) -> None:
-    decision = decide(case.candidate, case.reference, GateConfig(case.max_regression, case.max_abs))
+    decision = gate.decide(case.candidate, case.reference, gate.GateConfig(case.max_regression, case.max_abs))
     assert decision.passed is case.passed
     assert decision.regression == pytest.approx(case.regression)
-    assert calculate_regression(case.candidate, case.reference) == pytest.approx(case.regression)
+    assert gate.calculate_regression(case.candidate, case.reference) == pytest.approx(case.regression)
 
 
 @pytest.mark.parametrize("bad", [-0.01, 1.5, math.nan, math.inf, "0.02", True])
 def test_threshold_out_of_range(bad: object) -> None:
     with pytest.raises(ConfigError, match="max_regression"):
-        GateConfig(max_regression=bad)  # type: ignore[arg-type]
+        gate.GateConfig(max_regression=bad)  # type: ignore[arg-type]
 
 
 def test_abs_threshold_validated() -> None:
     with pytest.raises(ConfigError, match="max_abs_regression"):
-        GateConfig(max_abs_regression=-1.0)
+        gate.GateConfig(max_abs_regression=-1.0)
 
 
 def test_negative_nme_is_a_bug() -> None:
     with pytest.raises(ValueError):
-        calculate_regression(-1.0, 4.0)
+        gate.calculate_regression(-1.0, 4.0)
 
 
-def _report(verdict: str, **kw: object) -> GateReport:
+def _report(verdict: str, **kw: object) -> gate.GateReport:
     values = dict(candidate="c.onnx", reference="r.onnx", runtime="onnxruntime", nme_candidate=4.12,
                   nme_reference=4.08, regression=0.04 / 4.08, max_regression=0.02, verdict=verdict, reason="r")
     values.update(kw)
-    return GateReport(**values)  # type: ignore[arg-type]
+    return gate.GateReport(**values)  # type: ignore[arg-type]
 
 
 def test_verdict_line() -> None:
@@ -89,7 +82,7 @@ def test_place_artifact(tmp_path, verdict: str) -> None:
     staged.write_bytes(b"model")
     (staged.parent / "m.int8.tflite.json").write_text("{}")
     release, rejected = tmp_path / "release", tmp_path / "release" / "rejected"
-    final = place_artifact(_report(verdict), staged, release, rejected)
+    final = gate.place_artifact(_report(verdict), staged, release, rejected)
     expected = release if verdict == "pass" else rejected
     assert final == expected / "m.int8.tflite" and final.read_bytes() == b"model"
     assert (expected / "m.int8.tflite.json").is_file()
@@ -112,6 +105,6 @@ class _Faces:
 def test_check_disjoint() -> None:
     rng = np.random.default_rng(0)
     faces = [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(6)]
-    check_disjoint(_Faces(faces[:3], "calib"), _Faces(faces[3:], "eval"))
+    gate.check_disjoint(_Faces(faces[:3], "calib"), _Faces(faces[3:], "eval"))
     with pytest.raises(DataError, match=r"share 2 face\(s\) \(e\.g\. 'calib/1'\)"):
-        check_disjoint(_Faces(faces[:3], "calib"), _Faces(faces[1:], "eval"))
+        gate.check_disjoint(_Faces(faces[:3], "calib"), _Faces(faces[1:], "eval"))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from distill.config import DEVICES
 from distill.prune.config import IMPORTANCES, PruneConfig
 from distill.prune.run import prune_checkpoint, step_line
-from landmarks.cli import add_version_flag, check_output_dir
+from landmarks.cli import check_output_dir, new_parser
 from landmarks.errors import cli_errors
 
 PROG = "python -m distill.prune"
@@ -25,9 +25,9 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Structured channel pruning of a PFLD student checkpoint (Torch-Pruning, DepGraph), "
+    p = new_parser(
+        PROG,
+        "Structured channel pruning of a PFLD student checkpoint (Torch-Pruning, DepGraph), "
         "fine-tuned after each step with knowledge distillation from a FAN teacher (--teacher) or on the "
         "ground truth alone. Writes OUT/pruned.pt, a plain checkpoint loadable without Torch-Pruning.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars or step lines")
-    return add_version_flag(p)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from landmarks.cli import add_version_flag
+from landmarks.cli import new_parser
 from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.data.inspection import DatasetReport, Progress, inspect_dataset
 from landmarks.data.specs import split_spec
@@ -15,28 +15,24 @@ PROG = "python -m landmarks.data"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Check a landmark dataset before training or evaluating on it: detect its format, "
-            "count faces and points, decode every image, and list every bad file with its reason "
-            "(undecodable image, malformed .pts, points outside the image, mixed point counts, "
-            "image without annotation). Exit status: 0 all good, 2 bad files or bad input."
-        ),
-        epilog=(
-            "DATASET is a folder of images with same-named iBUG .pts files (searched recursively), "
-            "a FaceSynthetics folder (NNNNNN.png|jpg + NNNNNN_ldmks.txt), "
-            "a face-synthetics annot.pkl (or its folder), a WFLW annotation list "
-            "(list_98pt_rect_attr_*.txt), or 'synthetic' / 'synthetic:N'. "
-            "Several datasets may be given, or joined with commas."
-        ),
+    parser = new_parser(
+        PROG,
+        "Check a landmark dataset before training or evaluating on it: detect its format, "
+        "count faces and points, decode every image, and list every bad file with its reason "
+        "(undecodable image, malformed .pts, points outside the image, mixed point counts, "
+        "image without annotation). Exit status: 0 all good, 2 bad files or bad input.",
+        epilog="DATASET is a folder of images with same-named iBUG .pts files (searched recursively), "
+        "a FaceSynthetics folder (NNNNNN.png|jpg + NNNNNN_ldmks.txt), "
+        "a face-synthetics annot.pkl (or its folder), a WFLW annotation list "
+        "(list_98pt_rect_attr_*.txt), or 'synthetic' / 'synthetic:N'. "
+        "Several datasets may be given, or joined with commas.",
     )
     parser.add_argument("datasets", nargs="+", metavar="DATASET", help="dataset path(s) to check")
     parser.add_argument("--input-size", type=int, default=112, metavar="S",
                         help="model input side, to report how much crops are resized (default: 112)")
     parser.add_argument("--crop-scale", type=float, default=DEFAULT_CROP_SCALE, metavar="F",
                         help="crop side / face box side, docs/DESIGN.md, Coordinates (default: %(default)s)")
-    return add_version_flag(parser)
+    return parser
 
 
 def _progress(label: str) -> Progress:

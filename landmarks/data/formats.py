@@ -130,13 +130,17 @@ _NPOINTS_RE = re.compile(r"n_points:\s*(\d+)")
 def read_pts(path: str | Path) -> np.ndarray:
     """Read an iBUG ``.pts`` file (1-based on disk) as ``[N, 2]`` continuous coordinates."""
     path = Path(path)
+    return pts_to_continuous(_parse_pts(_read_text(path, ".pts"), path))
+
+
+def _read_text(path: Path, kind: str) -> str:
+    """A small annotation file as text (UTF-8, BOM allowed); a one-line DataError if it cannot be."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        return path.read_bytes().decode("utf-8-sig")
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text .pts file") from None
-    return pts_to_continuous(_parse_pts(text, path))
+        raise DataError(f"{path}: not a text {kind} file") from None
 
 
 def _parse_pts(text: str, path: Path) -> np.ndarray:
@@ -366,13 +370,7 @@ def read_ldmks(path: str | Path) -> np.ndarray:
     """A FaceSynthetics ``NNNNNN_ldmks.txt`` (70 lines ``x y``, 0-based pixel indices) as ``[68, 2]``
     continuous coordinates: the 68 iBUG points; the two pupils (lines 69-70) are dropped."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text _ldmks.txt file") from None
-    lines = text.strip().splitlines()
+    lines = _read_text(path, "_ldmks.txt").strip().splitlines()
     if len(lines) != LDMKS_LINES:
         raise DataError(f"{path}: malformed _ldmks.txt: expected {LDMKS_LINES} lines 'x y' "
                         f"(68 iBUG points + 2 pupils), found {len(lines)}")

@@ -10,11 +10,11 @@ and :class:`landmarks.api.FaceLandmarker` use when no model is given. The folder
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from landmarks.atomic import read_json
 from landmarks.errors import ModelError
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -28,13 +28,8 @@ def load_manifest(zoo_dir: str | os.PathLike[str] | None = None) -> dict[str, An
     path = Path(zoo_dir or ZOO_DIR) / MANIFEST
     if not path.is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise ModelError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
-        raise ModelError(f"{path}: not a zoo manifest (no 'files' list)")
-    return manifest
+    return read_json(path, "zoo manifest (no 'files' list)",
+                     lambda m: isinstance(m, dict) and isinstance(m.get("files"), list))
 
 
 def default_model(zoo_dir: str | os.PathLike[str] | None = None) -> Path:

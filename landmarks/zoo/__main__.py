@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from landmarks.cli import add_version_flag, check_output_dir
+from landmarks.cli import check_output_dir, new_parser
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
 
 PROG = "python -m landmarks.zoo"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=(
+    parser = new_parser(PROG, (
         "Shipped models: 'publish' copies the release artifacts of a finished recipe run (FP32 ONNX, INT8 ONNX, "
         "INT8 TFLite + sidecar) into landmarks/zoo/ with a trimmed manifest.json and a generated MODEL_CARD.md "
         "(2 MB at most); 'check' verifies every listed file's size and sha256 (exit 1 on a mismatch)."))
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--dest", type=Path, default=None, help="zoo folder (default: the package's landmarks/zoo/)")
     check = sub.add_parser("check", help="verify the zoo's files against its manifest")
     check.add_argument("--dest", type=Path, default=None, help="zoo folder (default: the package's landmarks/zoo/)")
-    return add_version_flag(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

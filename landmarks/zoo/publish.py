@@ -11,7 +11,6 @@ manifest describing files that are not there.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path, PurePosixPath
@@ -76,14 +75,9 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None
 
 def _load_run(run_dir: Path) -> dict[str, Any]:
     path = run_dir / MANIFEST
-    if not path.is_file():
-        raise ModelError(f"{path}: no manifest (not a finished recipe run folder)")
-    try:
-        run = json.loads(path.read_text())
-    except ValueError as err:
-        raise ModelError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(run, dict) or not isinstance(run.get("artifacts"), list):
-        raise ModelError(f"{path}: not a recipe manifest (no 'artifacts')")
+    run = atomic.read_json(path, "recipe manifest (no 'artifacts')",
+                           lambda r: isinstance(r, dict) and isinstance(r.get("artifacts"), list),
+                           missing="no manifest (not a finished recipe run folder)")
     if run.get("status") != "complete":
         raise ModelError(f"{path}: status is {run.get('status')!r}, not 'complete'")
     return run
