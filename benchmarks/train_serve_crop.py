@@ -39,7 +39,7 @@ def nme_io(model: torch.nn.Module, meta, data: str, crop_size: int) -> float:
             preds.append(model.forward_landmarks(model_input(images, meta.input_size, meta)).numpy())
             gts.append(np.stack([b["points"] for b in batch]))
     pred, gt = np.concatenate(preds) * meta.input_size, np.concatenate(gts) * meta.input_size
-    return float(compute_metrics(pred, gt).nme_io)
+    return float(compute_metrics(pred, gt, meta.input_size)[0].nme_io)
 
 
 def main() -> int:
