@@ -189,7 +189,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         "## Test-set metrics",
         "",
-        f"Evaluated by the recipe's gate on `{_short(str(eval_set.get('name', '?')))}` "
+        f"Evaluated by the recipe's gate on `{', '.join(_short(s) for s in _spec_items(eval_set.get('name', '?')))}` "
         f"({eval_set.get('count', '?')} faces, content sha256 `{str(eval_set.get('content_hash', '?'))[:16]}...`). "
         "nme_io: percent of the inter-ocular distance (outer eye corners); regression relative to the reference.",
         "",
