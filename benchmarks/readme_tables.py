@@ -31,7 +31,7 @@ def _pct(value: float | None, spec: str = ".2f") -> str:
 def shipped_table(zoo: dict[str, Any]) -> str:
     lines = [
         f"Recipe `{zoo['recipe']['file']}`, code commit `{zoo['git_commit'][:12]}`; test set "
-        f"`{zoo['eval_set']['name'].split('300w/', 1)[-1] if zoo.get('eval_set') else '?'}` "
+        f"`{', '.join(item.split('300w/', 1)[-1] for item in zoo['eval_set']['name'].split(','))}` "
         f"({zoo['eval_set']['count']} faces, 300-W common). Total {zoo['total_bytes'] / 1e6:.2f} MB; "
         "details in [landmarks/zoo/MODEL_CARD.md](landmarks/zoo/MODEL_CARD.md).",
         "",
