@@ -69,7 +69,8 @@ def gap_table(gap: dict[str, Any]) -> str:
         + f"; training throughput (student + KD) {gap['train_images_per_s_before']:.0f} -> "
         f"{gap['train_images_per_s_after']:.0f} images/s"
         + (f"; the recipe ran {gap['recipe_wall_s'] / 60:.0f} min from scratch" if gap.get("recipe_wall_s") else "")
-        + ". Validation (every choice): " + gap["validation_split"] + ".",
+        + (f" ({gap['recipe_wall_note']})" if gap.get("recipe_wall_note") else "")
+        + ". Validation: " + gap["validation_split"] + ".",
     ]
     arms = gap.get("unlabeled_arms") or {}
     if arms:
