@@ -248,8 +248,11 @@ def test_gate_rejection_inside_a_recipe(learned, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     shutil.copytree(learned, out)
     blank = _blank_faces(tmp_path / "blank")
-    # INT8 ranges calibrated on black images, without fallback: real faces saturate every layer.
-    code = _main(out, *LEARNED, "--set", f"data.calib={blank}", "--set", "quant.fallback=false")
+    # INT8 ranges calibrated on black images, without fallback, under a strict gate (0.1 %): how much
+    # black calibration costs depends on the student (+9..17 % once, +1.06 % after the bf16 / own-view
+    # training change), so the bound, not the damage, decides the rejection.
+    code = _main(out, *LEARNED, "--set", f"data.calib={blank}", "--set", "quant.fallback=false",
+                 "--set", "gate.max_regression=0.001")
     assert code == 1
     assert "required artifact(s) rejected by the gate: onnx_int8" in capsys.readouterr().err
     assert _log_of_last_run(out)[:2] == ["[cached] distill", "[cached] export"]
