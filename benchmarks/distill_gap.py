@@ -11,6 +11,7 @@ finished model, for the table. Arms reuse the recipe's teacher and are resumable
 
 Arms (student pfld025, the recipe's hyperparameters):
 * ``no_kd``: the recipe's student budget without a teacher (the KD gain is measured against it);
+  skipped when the recipe trained it itself (``student.baseline: true``);
 * ``kd``, ``kd_unlabeled``, ``kd_noisy_labels``: a shorter budget of the same optimizer steps each:
   300-W only; plus YouTube frames as unlabeled faces (the teacher labels every view, half of each
   batch); plus the same frames with their machine-made labels as extra training data.
@@ -121,19 +122,25 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
     teacher = float(manifest["references"]["teacher"]["nme_io"])
     arms = {p.parent.name: json.loads(p.read_text()) for p in sorted(arms_dir.glob("*/arm.json"))}
     throughput = json.loads((RESULTS / "train_throughput.json").read_text())["images_per_s"]["student_kd"]
-    no_kd = arms.get("no_kd", {}).get("test_nme_io")
+    no_kd_source, no_kd_path = _no_kd_student(recipe_run, arms_dir)
+    no_kd = test_nme(no_kd_path) if no_kd_path is not None else None
+    no_kd_val = (json.loads((no_kd_path.parent / "metrics.json").read_text())["student"]["nme_io"]
+                 if no_kd_path is not None else None)
+    tuning = RESULTS / "kd_tuning.json"
     payload = {
         "test_set": "300-W common (helen/testset + lfpw/testset), 554 faces; nme_io percent (outer eye corners)",
         "validation_split": "10 % of the 300-W training folders' source photos (helen/trainset, lfpw/trainset, "
                             "afw; file name without its trailing face number, hashed with seed 0): 209 faces, "
-                            "never trained on; every epoch's log, the arms and the prune schedule were "
-                            "judged on it (the KD weights 1.0 / 2.0 are the earlier defaults, not re-tuned)",
+                            "never trained on; every epoch's log, the KD weights and learning rate "
+                            "(benchmarks/kd_tuning.py), the arms and the prune schedule were judged on it",
+        "kd_tuning": json.loads(tuning.read_text()) if tuning.is_file() else None,
         "teacher_nme_io": teacher,
         "teacher_val_nme_io": distill_metrics["teacher"]["nme_io"],
         "student_kd_nme_io": student_kd,
         "student_kd_val_nme_io": distill_metrics["student"]["nme_io"],
         "student_no_kd_nme_io": no_kd,
-        "student_no_kd_val_nme_io": arms.get("no_kd", {}).get("val_nme_io"),
+        "student_no_kd_val_nme_io": no_kd_val,
+        "student_no_kd_from": no_kd_source,
         "kd_relative_gain": (no_kd - student_kd) / no_kd if no_kd else None,
         "student_teacher_ratio": student_kd / teacher,
         "student_pruned_nme_io": float(manifest["references"]["torch_fp32"]["nme_io"]),
@@ -148,7 +155,7 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
         "recipe_git_commit": manifest.get("git_commit"),
         "checkpoints": {"teacher": str(recipe_run / "checkpoints" / "teacher.pt"),
                         "student_kd": str(recipe_run / "checkpoints" / "student.pt"),
-                        "student_nokd": str(arms_dir / "no_kd" / "student.pt"),
+                        "student_nokd": str(no_kd_path) if no_kd_path is not None else None,
                         "pruned": str(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
         "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
                                "epochs": v["epochs"]} for k, v in arms.items() if k != "no_kd"},
@@ -156,6 +163,15 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
     }
     save_results(RESULTS, "distill_gap", payload, _table(payload))
     return payload
+
+
+def _no_kd_student(recipe_run: Path, arms_dir: Path) -> tuple[str | None, Path | None]:
+    """The same-budget student without KD: the recipe's own (``student.baseline``), else the arm."""
+    for source, path in (("recipe (student.baseline)", recipe_run / "checkpoints" / "no_kd" / "student.pt"),
+                         ("`distill_gap.py arms`", arms_dir / "no_kd" / "student.pt")):
+        if path.is_file():
+            return source, path
+    return None, None
 
 
 def _pct(value: float | None) -> str:
@@ -174,7 +190,7 @@ def _table(p: dict[str, Any]) -> str:
         f"| teacher fan1 | {_pct(p['teacher_val_nme_io'])} | {_pct(p['teacher_nme_io'])} | recipe |",
         f"| student pfld025, KD | {_pct(p['student_kd_val_nme_io'])} | {_pct(p['student_kd_nme_io'])} | recipe |",
         f"| student pfld025, no KD (same budget) | {_pct(p['student_no_kd_val_nme_io'])} | "
-        f"{_pct(p['student_no_kd_nme_io'])} | `distill_gap.py arms` |",
+        f"{_pct(p['student_no_kd_nme_io'])} | {p['student_no_kd_from'] or '–'} |",
         f"| student, 30 % pruned + KD recovery | | {_pct(p['student_pruned_nme_io'])} | recipe |",
         f"| INT8 ONNX ({(p['int8_onnx_bytes'] or 0) / 1024:.0f} KB) | | {_pct(p['student_int8_onnx_nme_io'])} "
         "| recipe |",
@@ -195,11 +211,23 @@ def _table(p: dict[str, Any]) -> str:
         *[f"| {k} | {v['epochs']} | {_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} |"
           for k, v in p["unlabeled_arms"].items()],
         "",
+        *_tuning_lines(p.get("kd_tuning")),
         "Commands: `python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe`, then "
         "`python benchmarks/distill_gap.py arms` and `python benchmarks/distill_gap.py collect`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _tuning_lines(tuning: dict[str, Any] | None) -> list[str]:
+    if not tuning:
+        return []
+    rows = [f"| {r['name']} | {r['gt_weight']:g} / {r['output_weight']:g} / {r['feature_weight']:g} | {r['lr']:g} "
+            f"| {r.get('loss', 'pfld')} | {r['val_nme_io']:.2f} |" for r in tuning["settings"]]
+    return ["## KD weights and learning rate (validation only, "
+            f"{tuning['epochs']} epochs each; `benchmarks/kd_tuning.py`)",
+            "", "| setting | gt / output / feature | lr | loss | val nme_io % |", "|---|---|---|---|---|", *rows,
+            "", f"Chosen: {tuning['best']}.", ""]
 
 
 def main() -> int:
@@ -222,6 +250,9 @@ def main() -> int:
             return 0
         base = _base_config(args.recipe_run, args.out, args.progress)
         for name in args.only or ARMS:
+            if name == "no_kd" and _no_kd_student(args.recipe_run, args.out)[0] == "recipe (student.baseline)":
+                print("[skip] no_kd: the recipe trained it (student.baseline)")
+                continue
             cfg, no_kd = arm_config(name, base, args.short_epochs, args.out / name)
             run_arm(name, cfg, no_kd)
     return 0

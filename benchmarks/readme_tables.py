@@ -57,7 +57,8 @@ def gap_table(gap: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| teacher FAN (fan1, width 64, 128 px) | {_pct(gap['teacher_nme_io'])} | recipe |",
         f"| student pfld025 + KD | {_pct(kd)} | recipe |",
-        f"| student pfld025, no KD, same budget | {_pct(no_kd)} | `benchmarks/distill_gap.py arms` |",
+        f"| student pfld025, no KD, same budget | {_pct(no_kd)} | "
+        f"{gap.get('student_no_kd_from') or '`benchmarks/distill_gap.py arms`'} |",
         f"| KD student, 30 % pruned + KD recovery (torch) | {_pct(gap.get('student_pruned_nme_io'))} | recipe |",
         f"| INT8 ONNX ({(gap.get('int8_onnx_bytes') or 0) / 1024:.0f} KB) | "
         f"{_pct(gap.get('student_int8_onnx_nme_io'))} | recipe |",
@@ -76,6 +77,13 @@ def gap_table(gap: dict[str, Any]) -> str:
     if arms:
         lines += ["", "| unlabeled-data arm (same optimizer steps) | val nme_io % | test nme_io % |", "|---|---|---|"]
         lines += [f"| {name} | {_pct(a['val_nme_io'])} | {_pct(a['test_nme_io'])} |" for name, a in arms.items()]
+    tuning = gap.get("kd_tuning")
+    if tuning:
+        lines += ["", f"| KD setting ({tuning['epochs']} epochs, validation only) | gt / output / feature | lr | loss "
+                  "| val nme_io % |", "|---|---|---|---|---|"]
+        lines += [f"| {r['name']}{' (chosen)' if r['name'] == tuning['best'] else ''} | {r['gt_weight']:g} / "
+                  f"{r['output_weight']:g} / {r['feature_weight']:g} | {r['lr']:g} | {r.get('loss', 'pfld')} | "
+                  f"{_pct(r['val_nme_io'])} |" for r in tuning["settings"]]
     return "\n".join(lines)
 
 
