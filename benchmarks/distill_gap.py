@@ -121,7 +121,7 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
     student_kd = test_nme(recipe_run / "checkpoints" / "student.pt")
     teacher = float(manifest["references"]["teacher"]["nme_io"])
     arms = {p.parent.name: json.loads(p.read_text()) for p in sorted(arms_dir.glob("*/arm.json"))}
-    throughput = json.loads((RESULTS / "train_throughput.json").read_text())["images_per_s"]["student_kd"]
+    throughput = _throughput()
     no_kd_source, no_kd_path = _no_kd_student(recipe_run, arms_dir)
     no_kd = test_nme(no_kd_path) if no_kd_path is not None else None
     no_kd_val = (json.loads((no_kd_path.parent / "metrics.json").read_text())["student"]["nme_io"]
@@ -150,6 +150,8 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
         "int8_tflite_bytes": artifacts.get("tflite_int8", {}).get("bytes"),
         "train_images_per_s_before": throughput["before"],
         "train_images_per_s_after": throughput["after"],
+        "train_images_per_s_from": throughput["from"],
+        "train_images_per_s_reconstructed": throughput.get("reconstructed"),
         "recipe_wall_s": recipe_wall_s if recipe_wall_s is not None else manifest.get("wall_seconds"),
         "recipe_wall_note": wall_note,
         "recipe_git_commit": manifest.get("git_commit"),
@@ -163,6 +165,22 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
     }
     save_results(RESULTS, "distill_gap", payload, _table(payload))
     return payload
+
+
+def _throughput() -> dict[str, Any]:
+    """Student + KD images/s before and after: the two checkouts side by side when that benchmark
+    ran (train_throughput_commits.py), else the old data path rebuilt in today's code."""
+    rebuilt = json.loads((RESULTS / "train_throughput.json").read_text())["images_per_s"]["student_kd"]
+    rebuilt = {"before": rebuilt["before"], "after": rebuilt["after"],
+               "from": "benchmarks/results/train_throughput.md (old data path rebuilt in today's code)"}
+    commits = RESULTS / "train_throughput_commits.json"
+    if not commits.is_file():
+        return rebuilt
+    best = json.loads(commits.read_text())
+    return {"before": best["best"]["before"]["student_kd"], "after": best["best"]["after"]["student_kd"],
+            "from": f"benchmarks/results/train_throughput_commits.md (commit {best['before_commit'][:7]} against "
+                    f"{best['after_commit'][:7]}, each checkout's own distill CLI)",
+            "reconstructed": rebuilt}
 
 
 def _no_kd_student(recipe_run: Path, arms_dir: Path) -> tuple[str | None, Path | None]:
@@ -200,7 +218,7 @@ def _table(p: dict[str, Any]) -> str:
         f"Student / teacher: {p['student_teacher_ratio']:.2f}. "
         + (f"KD gain over no KD: {100 * gain:.1f} %. " if gain is not None else "")
         + f"Training throughput (student + KD): {p['train_images_per_s_before']:.0f} -> "
-        f"{p['train_images_per_s_after']:.0f} images/s (benchmarks/results/train_throughput.md). "
+        f"{p['train_images_per_s_after']:.0f} images/s ({p['train_images_per_s_from']}). "
         + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min" if p["recipe_wall_s"] else "")
         + (f" ({p['recipe_wall_note']})." if p.get("recipe_wall_note") else "."),
         "",

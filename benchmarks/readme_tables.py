@@ -69,6 +69,7 @@ def gap_table(gap: dict[str, Any]) -> str:
         + (f"; KD gain over no KD {100 * gain:.1f} %" if gain is not None else "")
         + f"; training throughput (student + KD) {gap['train_images_per_s_before']:.0f} -> "
         f"{gap['train_images_per_s_after']:.0f} images/s"
+        + (f" ({gap['train_images_per_s_from']})" if gap.get("train_images_per_s_from") else "")
         + (f"; the recipe ran {gap['recipe_wall_s'] / 60:.0f} min from scratch" if gap.get("recipe_wall_s") else "")
         + (f" ({gap['recipe_wall_note']})" if gap.get("recipe_wall_note") else "")
         + ". Validation: " + gap["validation_split"] + ".",
