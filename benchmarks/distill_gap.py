@@ -114,7 +114,8 @@ def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
     return row
 
 
-def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_note: str = "") -> dict[str, Any]:
+def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_note: str = "",
+            name: str = "distill_gap") -> dict[str, Any]:
     manifest = json.loads((recipe_run / "manifest.json").read_text())
     artifacts = {a["name"]: a for a in manifest["artifacts"]}
     distill_metrics = json.loads((recipe_run / "checkpoints" / "metrics.json").read_text())
@@ -163,7 +164,8 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
                                "epochs": v["epochs"]} for k, v in arms.items() if k != "no_kd"},
         "cpu": cpu_name(),
     }
-    save_results(RESULTS, "distill_gap", payload, _table(payload))
+    payload["int8_verdicts"] = {k: artifacts.get(k, {}).get("verdict") for k in ("onnx_int8", "tflite_int8")}
+    save_results(RESULTS, name, payload, _table(payload))
     return payload
 
 
@@ -211,9 +213,9 @@ def _table(p: dict[str, Any]) -> str:
         f"{_pct(p['student_no_kd_nme_io'])} | {p['student_no_kd_from'] or '–'} |",
         f"| student, 30 % pruned + KD recovery | | {_pct(p['student_pruned_nme_io'])} | recipe |",
         f"| INT8 ONNX ({(p['int8_onnx_bytes'] or 0) / 1024:.0f} KB) | | {_pct(p['student_int8_onnx_nme_io'])} "
-        "| recipe |",
+        f"| recipe, gate {p['int8_verdicts']['onnx_int8']} |",
         f"| INT8 TFLite ({(p['int8_tflite_bytes'] or 0) / 1024:.0f} KB) | | "
-        f"{_pct(p['student_int8_tflite_nme_io'])} | recipe |",
+        f"{_pct(p['student_int8_tflite_nme_io'])} | recipe, gate {p['int8_verdicts']['tflite_int8']} |",
         "",
         f"Student / teacher: {p['student_teacher_ratio']:.2f}. "
         + (f"KD gain over no KD: {100 * gain:.1f} %. " if gain is not None else "")
@@ -257,6 +259,7 @@ def main() -> int:
     p.add_argument("--short-epochs", type=int, default=24, help="student epochs of the 300-W-only short arm")
     p.add_argument("--recipe-wall-s", type=float, default=None, help="wall time of the from-scratch recipe run")
     p.add_argument("--recipe-wall-note", default="", help="how that wall time was measured")
+    p.add_argument("--name", default="distill_gap", help="results file stem of collect")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     with cli_errors("distill_gap"):
@@ -264,7 +267,7 @@ def main() -> int:
             print(f"no 300-W data at {SHARED / '300w'}; nothing to do")
             return 0
         if args.command == "collect":
-            collect(args.recipe_run, args.out, args.recipe_wall_s, args.recipe_wall_note)
+            collect(args.recipe_run, args.out, args.recipe_wall_s, args.recipe_wall_note, args.name)
             return 0
         base = _base_config(args.recipe_run, args.out, args.progress)
         for name in args.only or ARMS:
