@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ YOUTUBE = "youtube_faces"
 ARMS = ("no_kd", "kd", "kd_unlabeled", "kd_noisy_labels")
 
 
-def _base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
+def base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
     from recipes.schema import load_recipe
 
     cfg = load_recipe(RECIPE).distill_config(out, progress)
@@ -88,30 +89,38 @@ def test_nme(checkpoint: Path) -> float:
     return float(evaluate(load_predictor(checkpoint), spec, batch_size=64, progress=False).metrics.nme_io)
 
 
-def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
+def run_once(cfg: Any, done: Path, row: Callable[[Any, float], dict[str, Any]], no_kd: bool = False) -> dict[str, Any]:
+    """One distillation into ``cfg.out``, resumable: a finished run leaves ``done`` (the JSON row
+    that ``row(result, wall_seconds)`` builds) and is not trained again."""
     from distill.pipeline import run_distillation
 
-    out = Path(cfg.out)
-    done = out / "arm.json"
     if done.is_file():
-        print(f"[skip] {name}: {done} exists")
+        print(f"[skip] {done} exists")
         return json.loads(done.read_text())
     started = time.perf_counter()
-    result = run_distillation(cfg, resume=any(out.glob("*.state.pt")), no_kd=no_kd)
-    student = result.metrics["student"]
-    row = {
-        "arm": name,
-        "epochs": cfg.student.train.epochs,
-        "val_nme_io": student["nme_io"],
-        "test_nme_io": test_nme(result.student_path),
-        "train_seconds": student["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "unlabeled": cfg.data.unlabeled,
-        "extra_train": cfg.data.extra_train,
-    }
-    write_json(done, row)
-    print(f"[arm] {name}: val {row['val_nme_io']:.2f} %, test {row['test_nme_io']:.2f} %")
-    return row
+    result = run_distillation(cfg, resume=any(Path(cfg.out).glob("*.state.pt")), no_kd=no_kd)
+    payload = row(result, round(time.perf_counter() - started, 1))
+    write_json(done, payload)
+    return payload
+
+
+def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
+    def row(result: Any, wall_seconds: float) -> dict[str, Any]:
+        student = result.metrics["student"]
+        return {
+            "arm": name,
+            "epochs": cfg.student.train.epochs,
+            "val_nme_io": student["nme_io"],
+            "test_nme_io": test_nme(result.student_path),
+            "train_seconds": student["train_seconds"],
+            "wall_seconds": wall_seconds,
+            "unlabeled": cfg.data.unlabeled,
+            "extra_train": cfg.data.extra_train,
+        }
+
+    arm = run_once(cfg, Path(cfg.out) / "arm.json", row, no_kd=no_kd)
+    print(f"[arm] {name}: val {arm['val_nme_io']:.2f} %, test {arm['test_nme_io']:.2f} %")
+    return arm
 
 
 def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_note: str = "",
@@ -269,7 +278,7 @@ def main() -> int:
         if args.command == "collect":
             collect(args.recipe_run, args.out, args.recipe_wall_s, args.recipe_wall_note, args.name)
             return 0
-        base = _base_config(args.recipe_run, args.out, args.progress)
+        base = base_config(args.recipe_run, args.out, args.progress)
         for name in args.only or ARMS:
             if name == "no_kd" and _no_kd_student(args.recipe_run, args.out)[0] == "recipe (student.baseline)":
                 print("[skip] no_kd: the recipe trained it (student.baseline)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import cpu_name, save_results  # noqa: E402
-from benchmarks.distill_gap import RESULTS, SHARED, _base_config  # noqa: E402
-from landmarks.atomic import write_json  # noqa: E402
+from benchmarks.distill_gap import RESULTS, SHARED, base_config, run_once  # noqa: E402
 from landmarks.errors import cli_errors  # noqa: E402
 
 
@@ -65,21 +63,13 @@ def setting_config(base: Any, setting: Setting, epochs: int, out: Path) -> Any:
 
 
 def run_setting(setting: Setting, cfg: Any) -> dict[str, Any]:
-    from distill.pipeline import run_distillation
+    def row(result: Any, wall_seconds: float) -> dict[str, Any]:
+        return {**setting.__dict__, "epochs": cfg.student.train.epochs,
+                "val_nme_io": result.metrics["student"]["nme_io"], "wall_seconds": wall_seconds}
 
-    out = Path(cfg.out)
-    done = out / "setting.json"
-    if done.is_file():
-        print(f"[skip] {setting.name}: {done} exists")
-        return json.loads(done.read_text())
-    started = time.perf_counter()
-    result = run_distillation(cfg, resume=any(out.glob("*.state.pt")))
-    row = {**setting.__dict__, "epochs": cfg.student.train.epochs,
-           "val_nme_io": result.metrics["student"]["nme_io"],
-           "wall_seconds": round(time.perf_counter() - started, 1)}
-    write_json(done, row)
-    print(f"[setting] {setting.name}: val {row['val_nme_io']:.3f} %")
-    return row
+    done = run_once(cfg, Path(cfg.out) / "setting.json", row)
+    print(f"[setting] {setting.name}: val {done['val_nme_io']:.3f} %")
+    return done
 
 
 def _table(rows: list[dict[str, Any]], epochs: int) -> str:
@@ -111,7 +101,7 @@ def main() -> int:
         if not (SHARED / "300w").is_dir():
             print(f"no 300-W data at {SHARED / '300w'}; nothing to do")
             return 0
-        base = _base_config(args.recipe_run, args.out, args.progress)
+        base = base_config(args.recipe_run, args.out, args.progress)
         for setting in SETTINGS:
             if not args.only or setting.name in args.only:
                 run_setting(setting, setting_config(base, setting, args.epochs, args.out / setting.name))
