@@ -224,11 +224,15 @@ class PruneSection(_Section):
     steps: int = Field(_prune_default("steps"), ge=1, le=100)
     finetune_epochs: int = Field(_prune_default("finetune_epochs"), ge=0)
     lr: float = Field(_prune_default("lr"), gt=0.0, le=1.0)
+    # Quantization-aware epochs at the end (distill/qat.py): the INT8 exporters then lose less.
+    qat_epochs: int = Field(_prune_default("qat_epochs"), ge=0)
+    qat_lr: float = Field(_prune_default("qat_lr"), gt=0.0, le=1.0)
 
     def to_config(self, student: StudentSection, data: DataSection, device: str) -> PruneConfig:
         """Fine-tuning uses the student's batch size and KD weights, validation the data's split."""
         return PruneConfig(ratio=self.ratio, importance=self.importance, steps=self.steps,
-                           finetune_epochs=self.finetune_epochs, batch_size=student.batch_size, lr=self.lr,
+                           finetune_epochs=self.finetune_epochs, qat_epochs=self.qat_epochs, qat_lr=self.qat_lr,
+                           batch_size=student.batch_size, lr=self.lr,
                            synthetic_train=SYNTHETIC_COUNT, synthetic_val=SYNTHETIC_COUNT // 4,
                            val_split=data.val_split, kd=student.kd_config(), device=device)
 

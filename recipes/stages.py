@@ -219,7 +219,8 @@ class PruneStage(Stage):
         ctx.log(f"  {_prune_summary(report)}")
         for state in folder.glob("*.state.pt"):  # fine-tuning states: spent once pruning finished
             state.unlink()
-        outputs = [report.checkpoint, report.report_path, *sorted(folder.glob("step*_log.json"))]
+        outputs = [report.checkpoint, report.report_path, *sorted(folder.glob("step*_log.json")),
+                   *folder.glob("qat_log.json")]
         return outputs, {"student": ctx.rel(report.checkpoint), "report": report.to_dict()}
 
 

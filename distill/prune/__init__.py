@@ -35,10 +35,10 @@ Modules: ``config`` (:class:`PruneConfig`, reports), ``measure`` (inference foot
 """
 
 from distill.prune.cli import build_parser, main
-from distill.prune.config import IMPORTANCES, TARGETS, Footprint, PruneConfig, PruneReport, StepReport
+from distill.prune.config import IMPORTANCES, TARGETS, Footprint, PruneConfig, PruneReport, QatReport, StepReport
 from distill.prune.measure import measure
 from distill.prune.pruner import Pruner, kept_channels, pfld_ignored_layers
-from distill.prune.run import prune_checkpoint
+from distill.prune.run import prune_checkpoint, qat_checkpoint
 
 __all__ = [
     "IMPORTANCES",
@@ -47,6 +47,7 @@ __all__ = [
     "PruneConfig",
     "PruneReport",
     "Pruner",
+    "QatReport",
     "StepReport",
     "build_parser",
     "kept_channels",
@@ -54,4 +55,5 @@ __all__ = [
     "measure",
     "pfld_ignored_layers",
     "prune_checkpoint",
+    "qat_checkpoint",
 ]

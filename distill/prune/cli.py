@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from distill.config import DEVICES
 from distill.prune.config import IMPORTANCES, PruneConfig
-from distill.prune.run import prune_checkpoint, step_line
+from distill.prune.run import prune_checkpoint, qat_line, step_line
 from landmarks.cli import check_output_dir, new_parser
 from landmarks.errors import cli_errors
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--importance", choices=IMPORTANCES, default="l1", help="channel ranking criterion")
     p.add_argument("--steps", type=int, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs after each step (0: none)")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="quantization-aware fine-tuning epochs after the last step (0: none); INT8 then loses less")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="quantization-aware fine-tuning learning rate")
     p.add_argument("--teacher", default=None, help="FAN teacher checkpoint: recover with KD (else ground truth only)")
     p.add_argument("--data", default="synthetic", help="fine-tuning faces: dataset path(s), or synthetic[:N]")
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
@@ -61,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_dir(args.out)
         config = PruneConfig(ratio=args.ratio, channel_ratio=args.channel_ratio, params_budget=args.params_budget,
                              flops_budget=args.flops_budget, importance=args.importance, steps=args.steps,
-                             finetune_epochs=args.finetune_epochs, round_to=args.round_to,
+                             finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs,
+                             qat_lr=args.qat_lr, round_to=args.round_to,
                              min_channels=args.min_channels, batch_size=args.batch_size, lr=args.lr,
                              device=args.device)
         report = prune_checkpoint(args.checkpoint, config, data=args.data, val_data=args.val_data,
@@ -69,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   progress=not args.no_progress)
         for step in report.steps:
             print(step_line(step, report.before, len(report.steps) - 1))
+        if report.qat is not None:
+            print(qat_line(report.qat))
         print(f"wrote {report.checkpoint} ({100 * report.param_reduction:.1f}% fewer parameters, "
               f"{100 * report.mac_reduction:.1f}% fewer MACs; {_recovery(report.kd, config.finetune_epochs)}); "
               f"report {report.report_path}")

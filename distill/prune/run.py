@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from distill.config import TrainConfig
-from distill.prune.config import PruneConfig, PruneReport, StepReport
+from distill.config import KDConfig, TrainConfig
+from distill.prune.config import PruneConfig, PruneReport, QatReport, StepReport
 from distill.prune.measure import checkpoint_bytes, measure
 from distill.prune.pruner import Pruner
 from landmarks.cli import check_output_dir
@@ -139,7 +139,39 @@ def prune_checkpoint(
         steps.append(_step_report(session, model, pruner.current_step, sparsity, pruned_nme,
                                   pruned_nme if nme is None else nme, seconds))
         log(step_line(steps[-1], steps[0], config.steps))
-    return _finish(session, config, pruner, steps, Path(checkpoint), time.perf_counter() - started)
+    qat = quantization_aware(session, model, config) if config.qat_epochs else None
+    if qat is not None:
+        log(qat_line(qat))
+    return _finish(session, config, pruner, steps, Path(checkpoint), time.perf_counter() - started, qat)
+
+
+def qat_checkpoint(
+    checkpoint: str | Path,
+    config: PruneConfig,
+    *,
+    data: str = "synthetic",
+    val_data: str | None = None,
+    teacher_checkpoint: str | Path | None = None,
+    out: str | Path = "runs/qat",
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Path, QatReport]:
+    """Only the quantization-aware epochs of ``config`` on a student checkpoint (pruned or not):
+    writes ``<out>/qat.pt`` and returns it with the report. Nothing is pruned."""
+    from landmarks.models import save_checkpoint
+
+    if config.qat_epochs < 1:
+        raise ConfigError("qat_epochs must be at least 1 for a quantization-aware run")
+    log = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
+    session = _open_session(checkpoint, config, data, val_data, teacher_checkpoint, out, seed, progress, log)
+    session.run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    report = quantization_aware(session, session.model, config)
+    log(qat_line(report))
+    path = session.run_dir / "qat.pt"
+    save_checkpoint(path, _payload(session, session.model, {"qat": dataclasses.asdict(report)}))
+    return path, report
 
 
 def _accumulate_gradients(session: _Session, model: nn.Module, config: PruneConfig) -> None:
@@ -159,25 +191,68 @@ def _accumulate_gradients(session: _Session, model: nn.Module, config: PruneConf
 
 
 def _recover(session: _Session, model: nn.Module, step: int, config: PruneConfig) -> tuple[float | None, float]:
-    """Fine-tune after a pruning step: KD from the teacher when there is one, else ground truth.
+    """Fine-tune after a pruning step: KD from the teacher when there is one, else ground truth."""
+    if config.finetune_epochs == 0:
+        return None, 0.0
+    train = TrainConfig(epochs=config.finetune_epochs, batch_size=config.batch_size, lr=config.lr,
+                        weight_decay=config.weight_decay, warmup_epochs=0)
+    return _finetune(session, model, config, train, f"step{step}", session.seed + step)
 
-    A fresh task per step: the feature-KD adapter's input width follows the pruned features.
+
+def quantization_aware(session: _Session, model: nn.Module, config: PruneConfig) -> QatReport:
+    """``config.qat_epochs`` of fine-tuning with INT8 simulated (distill/qat.py), in fp32 (bf16
+    autocast would round more coarsely than the simulation). Leaves ``model`` a float model.
+
+    KD on the outputs only: the feature loss would go through a freshly initialized adapter,
+    whose first steps pull the features away from where a few epochs at a small lr can bring
+    them back."""
+    from distill.qat import quantization_simulated
+
+    meta = session.ckpt.metadata
+    train = TrainConfig(epochs=config.qat_epochs, batch_size=config.batch_size, lr=config.qat_lr,
+                        weight_decay=config.weight_decay, warmup_epochs=0, precision="fp32")
+    with quantization_simulated(model):
+        _observe_ranges(session, model, config)
+        before = session.validator(model, meta)["nme_io"]
+        after, seconds = _finetune(session, model, config, train, "qat", session.seed + 1000,
+                                   kd=dataclasses.replace(config.kd, feature_weight=0.0))
+    return QatReport(epochs=config.qat_epochs, nme_io_int8_before=before, nme_io_int8_after=float(after or before),
+                     nme_io=session.validator(model, meta)["nme_io"], seconds=round(seconds, 1))
+
+
+@torch.no_grad()
+def _observe_ranges(session: _Session, model: nn.Module, config: PruneConfig, batches: int = 8) -> None:
+    """Start the activation ranges from a few training batches (batch norm stays frozen)."""
+    from distill.tasks import model_input
+
+    meta = session.ckpt.metadata
+    loader = torch.utils.data.DataLoader(session.train_ds, batch_size=config.batch_size, shuffle=False)
+    model.to(session.device).train()
+    for i, batch in enumerate(loader):
+        if i >= batches:
+            break
+        model.forward_landmarks(model_input(batch["image"].to(session.device), meta.input_size, meta))
+    model.cpu().eval()
+
+
+def _finetune(session: _Session, model: nn.Module, config: PruneConfig, train: TrainConfig, name: str,
+              seed: int, kd: KDConfig | None = None) -> tuple[float | None, float]:
+    """KD (``kd``, default ``config.kd``) from the teacher when there is one, else ground truth.
+
+    A fresh task each time: the feature-KD adapter's input width follows the pruned features.
     """
     from distill.engine import Trainer
     from distill.tasks import StudentTask
 
-    if config.finetune_epochs == 0:
-        return None, 0.0
     meta = session.ckpt.metadata
     teacher = session.teacher.to(session.device) if session.teacher is not None else None
-    kd = config.kd if teacher is not None else dataclasses.replace(config.kd, enabled=False)
+    kd = kd or config.kd
+    kd = kd if teacher is not None else dataclasses.replace(kd, enabled=False)
     task = StudentTask(model.to(session.device), meta.input_size, meta, kd,
                        lambda m: session.validator(m, meta), teacher=teacher,
                        teacher_size=teacher.config.input_size if teacher is not None else None)
     task.modules.to(session.device)
-    train = TrainConfig(epochs=config.finetune_epochs, batch_size=config.batch_size, lr=config.lr,
-                        weight_decay=config.weight_decay, warmup_epochs=0)
-    trainer = Trainer(f"step{step}", task, session.train_ds, train, session.run_dir, seed=session.seed + step,
+    trainer = Trainer(name, task, session.train_ds, train, session.run_dir, seed=seed,
                       device=session.device, num_workers=config.num_workers, progress=session.progress)
     result = trainer.fit()
     model.cpu().eval()
@@ -202,7 +277,7 @@ def _step_report(session: _Session, model: nn.Module, step: int, sparsity: float
 
 
 def _finish(session: _Session, config: PruneConfig, pruner: Pruner, steps: list[StepReport], source: Path,
-            seconds: float) -> PruneReport:
+            seconds: float, qat: QatReport | None) -> PruneReport:
     from landmarks.atomic import write_json
     from landmarks.models import save_checkpoint
 
@@ -210,7 +285,7 @@ def _finish(session: _Session, config: PruneConfig, pruner: Pruner, steps: list[
     report = PruneReport(source=source, checkpoint=run_dir / "pruned.pt", report_path=run_dir / "prune_report.json",
                          target=config.target, importance=config.importance, round_to=pruner.round_to,
                          kd=session.teacher is not None, val_data=session.val_spec, steps=tuple(steps),
-                         seconds=round(seconds, 1))
+                         seconds=round(seconds, 1), qat=qat)
     summary = {"source": str(source), "config": config.to_dict(), "kd": report.kd, "round_to": pruner.round_to,
                "params": [s.params for s in steps], "macs": [s.macs for s in steps]}
     save_checkpoint(report.checkpoint, _payload(session, session.model, {"pruning": summary}))
@@ -231,6 +306,11 @@ def step_line(s: StepReport, first: StepReport, steps: int) -> str:
             f"params {s.params:,} ({_change(s.params, first.params)}), MACs {s.macs / 1e6:.2f}M "
             f"({_change(s.macs, first.macs)}), fp32 {s.fp32_bytes / 1024:.0f} KB, "
             f"checkpoint {s.checkpoint_bytes / 1024:.0f} KB{nme}")
+
+
+def qat_line(q: QatReport) -> str:
+    return (f"quantization-aware fine-tuning, {q.epochs} epoch(s): nme_io with INT8 simulated "
+            f"{q.nme_io_int8_before:.2f}% -> {q.nme_io_int8_after:.2f}%, as float {q.nme_io:.2f}%")
 
 
 def _change(now: float, before: float) -> str:

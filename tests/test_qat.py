@@ -1,0 +1,90 @@
+"""Quantization-aware fine-tuning: the simulation rounds what INT8 rounds, leaves a plain float model,
+keeps batch norm frozen, and a pruning run with QAT epochs trains through it and reports it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from distill.qat import WEIGHT_QMAX, quantization_simulated
+from landmarks.models import Checkpoint, create_model, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _student() -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("pfld025")
+    for module in model.modules():  # trained-looking batch norm: a per-channel scale and shift
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_simulation_rounds_weights_per_channel_and_activations_then_leaves_the_float_model() -> None:
+    model = _student()
+    x = torch.randn(4, 3, 112, 112)
+    keys = set(model.state_dict())
+    with torch.no_grad():
+        float_out = model.forward_landmarks(x)
+        with quantization_simulated(model):
+            model.train()
+            model.forward_landmarks(x)  # observe activation ranges
+            model.eval()
+            weight = model.stage4[0].expand[0].weight
+            steps = weight.abs().flatten(1).amax(1) / WEIGHT_QMAX
+            levels = weight / steps.view(-1, 1, 1, 1)
+            assert torch.allclose(levels, levels.round(), atol=1e-3)  # on a per-output-channel grid
+            assert levels.abs().max() <= WEIGHT_QMAX + 1e-3
+            simulated = model.forward_landmarks(x)
+            params = dict(model.named_parameters())
+            assert "aux.conv1.0.weight" in params  # the pose branch is not exported: left float
+            assert "conv1.0.parametrizations.weight.original" in params
+        after = model.forward_landmarks(x)
+    difference = (simulated - float_out).abs().mean().item()
+    assert 1e-5 < difference < 0.05  # rounding shows, but only as rounding
+    assert set(model.state_dict()) == keys  # no parametrization or quantizer left behind
+    assert torch.equal(after, float_out)  # the float weights themselves were never rounded
+
+
+def test_batch_norm_is_frozen_in_training_mode() -> None:
+    model = _student()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k and not k.startswith("aux.")}
+    with quantization_simulated(model):
+        model.train()
+        model(torch.randn(4, 3, 112, 112))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_pruning_with_qat_epochs_trains_through_the_simulation_and_reports_it(tmp_path: Path) -> None:
+    pytest.importorskip("torch_pruning")
+    from distill.prune import PruneConfig, prune_checkpoint
+    from landmarks.metadata import ArtifactMetadata
+
+    model = _student()
+    save_checkpoint(tmp_path / "student.pt", Checkpoint("pfld025", {"num_points": 68}, model.state_dict(),
+                                                        ArtifactMetadata(source="pfld025")))
+    config = PruneConfig(ratio=0.3, finetune_epochs=0, qat_epochs=1, qat_lr=1e-3, batch_size=8)
+    report = prune_checkpoint(tmp_path / "student.pt", config, data="synthetic:16", val_data="synthetic:8",
+                              out=tmp_path / "out", progress=False)
+    assert report.qat is not None and report.qat.epochs == 1 and report.qat.seconds > 0
+    assert json.loads(report.report_path.read_text())["qat"]["nme_io"] == pytest.approx(report.qat.nme_io)
+    pruned = load_checkpoint(report.checkpoint).build()
+    assert "parametrizations" not in " ".join(pruned.state_dict())
+    reference = {k: v for k, v in model.state_dict().items() if "running" in k and not k.startswith("aux.")}
+    trained = pruned.state_dict()
+    unpruned_layers = [k for k, v in reference.items() if trained[k].shape == v.shape]
+    assert unpruned_layers and all(torch.equal(trained[k], reference[k]) for k in unpruned_layers)  # BN frozen
+    assert (tmp_path / "out" / "qat_log.csv").is_file()
