@@ -154,6 +154,7 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
         "kd_relative_gain": (no_kd - student_kd) / no_kd if no_kd else None,
         "student_teacher_ratio": student_kd / teacher,
         "student_pruned_nme_io": float(manifest["references"]["torch_fp32"]["nme_io"]),
+        "student_pruned_label": _pruned_label(recipe_run),
         "student_int8_onnx_nme_io": artifacts.get("onnx_int8", {}).get("nme_io"),
         "student_int8_tflite_nme_io": artifacts.get("tflite_int8", {}).get("nme_io"),
         "int8_onnx_bytes": artifacts.get("onnx_int8", {}).get("bytes"),
@@ -194,6 +195,14 @@ def _throughput() -> dict[str, Any]:
             "reconstructed": rebuilt}
 
 
+def _pruned_label(recipe_run: Path) -> str:
+    """What the exported student went through after distillation, from its prune report."""
+    report = json.loads((recipe_run / "checkpoints" / "prune" / "prune_report.json").read_text())
+    qat = report.get("qat")
+    label = f"student, {100 * report['target'][1]:.0f} % pruned + KD recovery"
+    return label + (f" + {qat['epochs']} quantization-aware epochs" if qat else "")
+
+
 def _no_kd_student(recipe_run: Path, arms_dir: Path) -> tuple[str | None, Path | None]:
     """The same-budget student without KD: the recipe's own (``student.baseline``), else the arm."""
     for source, path in (("recipe (student.baseline)", recipe_run / "checkpoints" / "no_kd" / "student.pt"),
@@ -220,7 +229,8 @@ def _table(p: dict[str, Any]) -> str:
         f"| student pfld025, KD | {_pct(p['student_kd_val_nme_io'])} | {_pct(p['student_kd_nme_io'])} | recipe |",
         f"| student pfld025, no KD (same budget) | {_pct(p['student_no_kd_val_nme_io'])} | "
         f"{_pct(p['student_no_kd_nme_io'])} | {p['student_no_kd_from'] or '–'} |",
-        f"| student, 30 % pruned + KD recovery | | {_pct(p['student_pruned_nme_io'])} | recipe |",
+        f"| {p.get('student_pruned_label', 'student, 30 % pruned + KD recovery')} | | "
+        f"{_pct(p['student_pruned_nme_io'])} | recipe |",
         f"| INT8 ONNX ({(p['int8_onnx_bytes'] or 0) / 1024:.0f} KB) | | {_pct(p['student_int8_onnx_nme_io'])} "
         f"| recipe, gate {p['int8_verdicts']['onnx_int8']} |",
         f"| INT8 TFLite ({(p['int8_tflite_bytes'] or 0) / 1024:.0f} KB) | | "

@@ -49,6 +49,11 @@ def shipped_table(zoo: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(gap: dict[str, Any], artifact: str) -> str:
+    verdict = (gap.get("int8_verdicts") or {}).get(artifact)
+    return f", gate {verdict}" if verdict else ""
+
+
 def gap_table(gap: dict[str, Any]) -> str:
     kd, no_kd = gap["student_kd_nme_io"], gap.get("student_no_kd_nme_io")
     gain = gap.get("kd_relative_gain")
@@ -59,11 +64,12 @@ def gap_table(gap: dict[str, Any]) -> str:
         f"| student pfld025 + KD | {_pct(kd)} | recipe |",
         f"| student pfld025, no KD, same budget | {_pct(no_kd)} | "
         f"{gap.get('student_no_kd_from') or '`benchmarks/distill_gap.py arms`'} |",
-        f"| KD student, 30 % pruned + KD recovery (torch) | {_pct(gap.get('student_pruned_nme_io'))} | recipe |",
+        f"| KD {gap.get('student_pruned_label', 'student, 30 % pruned + KD recovery')} (torch) | "
+        f"{_pct(gap.get('student_pruned_nme_io'))} | recipe |",
         f"| INT8 ONNX ({(gap.get('int8_onnx_bytes') or 0) / 1024:.0f} KB) | "
-        f"{_pct(gap.get('student_int8_onnx_nme_io'))} | recipe |",
+        f"{_pct(gap.get('student_int8_onnx_nme_io'))} | recipe{_verdict(gap, 'onnx_int8')} |",
         f"| INT8 TFLite ({(gap.get('int8_tflite_bytes') or 0) / 1024:.0f} KB) | "
-        f"{_pct(gap.get('student_int8_tflite_nme_io'))} | recipe |",
+        f"{_pct(gap.get('student_int8_tflite_nme_io'))} | recipe{_verdict(gap, 'tflite_int8')} |",
         "",
         f"Student / teacher {gap['student_teacher_ratio']:.2f}"
         + (f"; KD gain over no KD {100 * gain:.1f} %" if gain is not None else "")

@@ -88,3 +88,24 @@ def test_pruning_with_qat_epochs_trains_through_the_simulation_and_reports_it(tm
     unpruned_layers = [k for k, v in reference.items() if trained[k].shape == v.shape]
     assert unpruned_layers and all(torch.equal(trained[k], reference[k]) for k in unpruned_layers)  # BN frozen
     assert (tmp_path / "out" / "qat_log.csv").is_file()
+
+
+def test_qat_checkpoint_fine_tunes_a_student_without_pruning_it(tmp_path: Path) -> None:
+    from distill.prune import PruneConfig, qat_checkpoint
+    from landmarks.errors import ConfigError
+    from landmarks.metadata import ArtifactMetadata
+
+    model = _student()
+    save_checkpoint(tmp_path / "student.pt", Checkpoint("pfld025", {"num_points": 68}, model.state_dict(),
+                                                        ArtifactMetadata(source="pfld025")))
+    with pytest.raises(ConfigError, match="qat_epochs"):
+        qat_checkpoint(tmp_path / "student.pt", PruneConfig(ratio=0.3), data="synthetic:16", out=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+    config = PruneConfig(ratio=0.3, qat_epochs=1, qat_lr=1e-3, batch_size=8)
+    path, report = qat_checkpoint(tmp_path / "student.pt", config, data="synthetic:16", val_data="synthetic:8",
+                                  out=tmp_path / "out", progress=False)
+    tuned = load_checkpoint(path)
+    assert tuned.arch_config["channels"] == model.channels  # nothing pruned
+    assert tuned.extra["qat"]["epochs"] == 1 and report.nme_io_int8_after > 0
+    weight = "stage4.0.expand.0.weight"
+    assert not torch.equal(tuned.state_dict[weight], model.state_dict()[weight])  # it trained
