@@ -37,18 +37,10 @@ ACTIVATION_LEVELS = 255    # affine uint8 activations, [0, 255]
 OBSERVER_MOMENTUM = 0.01   # the moving average of batch ranges spans about the last 100 steps
 
 
-class WeightQuant(nn.Module):
-    """Parametrization of a conv/linear weight: rounded to symmetric 8 bits, one scale per output
-    channel (``per_channel``) or one for the tensor."""
-
-    def __init__(self, per_channel: bool) -> None:
-        super().__init__()
-        self.per_channel = per_channel
+class PerChannelWeightQuant(nn.Module):
+    """Parametrization of a conv/linear weight: rounded to symmetric 8 bits, one scale per output channel."""
 
     def forward(self, weight: Tensor) -> Tensor:
-        if not self.per_channel:
-            scale = float(weight.detach().abs().max().clamp_min(1e-12)) / WEIGHT_QMAX
-            return torch.fake_quantize_per_tensor_affine(weight, scale, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
         flat = weight.detach().abs().flatten(1).amax(1)
         scale = (flat / WEIGHT_QMAX).clamp_min(1e-12).float()
         zero = torch.zeros_like(scale, dtype=torch.int32)
@@ -96,7 +88,7 @@ def _exported(name: str) -> bool:
 def quantization_simulated(model: nn.Module) -> Iterator[nn.ModuleDict]:
     """Inside the block, ``model``'s forward rounds weights and activations as INT8 does.
 
-    Yields the activation quantizers (their ranges are buffers, trained along). On exit the hooks
+    Yields the activation quantizers (their ranges follow the training batches). On exit the hooks
     and parametrizations are removed and the float weights the optimizer trained are kept, so the
     model is again a plain float model of its own architecture.
     """
@@ -115,7 +107,7 @@ def quantization_simulated(model: nn.Module) -> Iterator[nn.ModuleDict]:
             quantizer = add(f"{name}.input")
             hook = _input_hook(quantizer)
             handles.append(module.register_forward_pre_hook(hook))
-            parametrize.register_parametrization(module, "weight", WeightQuant(per_channel=True))
+            parametrize.register_parametrization(module, "weight", PerChannelWeightQuant())
             weighted.append(module)
         if isinstance(module, nn.BatchNorm2d):
             handles.append(module.register_forward_pre_hook(_freeze_batchnorm))
