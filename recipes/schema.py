@@ -255,7 +255,7 @@ class QuantSection(_Section):
 
     onnx: bool = True
     tflite: bool = True
-    method: Literal["minmax", "entropy", "percentile"] = _ONNX_INT8.method
+    method: Literal["minmax", "entropy", "percentile"] = _ONNX_INT8.method  # ONNX; TFLite's converter: minmax
     activation_type: Literal["quint8", "qint8"] = _ONNX_INT8.activation_type
     weight_granularity: Literal["auto", "per-channel", "per-tensor"] = _ONNX_INT8.weight_granularity
     calib_count: int = Field(_ONNX_INT8.calib_count, ge=1)
@@ -263,8 +263,11 @@ class QuantSection(_Section):
     fallback: bool = _PTQ.fallback
     max_float_nodes: int = Field(_PTQ.max_float_nodes, ge=0)
 
-    def onnx_config(self) -> StaticInt8Config:
-        return StaticInt8Config(method=self.method, activation_type=self.activation_type,
+    def onnx_config(self, fmt: str = "onnx") -> StaticInt8Config:
+        """The ORT settings; for a TFLite run only its calibration count counts, and the method is
+        the converter's own min/max."""
+        return StaticInt8Config(method=self.method if fmt == "onnx" else "minmax",
+                                activation_type=self.activation_type,
                                 weight_granularity=self.weight_granularity, calib_count=self.calib_count)
 
     def tflite_config(self) -> TfliteInt8Config:
@@ -342,9 +345,9 @@ class Recipe(_Section):
     def ptq_config(self, fmt: str) -> PtqConfig:
         """``quant.ptq`` for one format; latency is left to the gate stage, which times every artifact alike."""
         return PtqConfig(format=fmt, calib=spec_string(self.data.calib_spec), eval=spec_string(self.data.eval),
-                         gate=self.gate.to_config(), onnx=self.quant.onnx_config(), tflite=self.quant.tflite_config(),
-                         fallback=self.quant.fallback, max_float_nodes=self.quant.max_float_nodes,
-                         threads=self.gate.threads, latency=False)
+                         gate=self.gate.to_config(), onnx=self.quant.onnx_config(fmt),
+                         tflite=self.quant.tflite_config(), fallback=self.quant.fallback,
+                         max_float_nodes=self.quant.max_float_nodes, threads=self.gate.threads, latency=False)
 
 
 class _KeyError(ValueError):
