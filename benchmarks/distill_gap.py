@@ -243,7 +243,7 @@ def _table(p: dict[str, Any]) -> str:
         + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min" if p["recipe_wall_s"] else "")
         + (f" ({p['recipe_wall_note']})." if p.get("recipe_wall_note") else "."),
         "",
-        "## Unlabeled faces (same optimizer steps per arm)",
+        "## Unlabeled faces (same optimizer steps per arm; run with the earlier lr 2e-3 and feature weight 2)",
         "",
         "| arm | student epochs | val nme_io % | test nme_io % |",
         "|---|---|---|---|",

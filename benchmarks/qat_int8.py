@@ -8,7 +8,8 @@ when the all-INT8 model fails), each gated against its own FP32 model on 300-W c
 ``ptq`` (the student as it is) and ``qat_<E>`` (E epochs of :func:`distill.prune.qat_checkpoint`
 first, output KD from the teacher).
 
-    python benchmarks/qat_int8.py --recipe-run runs/300w_recipe --epochs 6
+    python -m recipes run recipes/300w_pfld025.yaml --set prune.qat_epochs=0 --out runs/300w_noqat
+    python benchmarks/qat_int8.py --recipe-run runs/300w_noqat --epochs 6
 
 Resumable: an arm with its ``arm.json`` is read back, not rerun.
 """
