@@ -107,5 +107,6 @@ def test_qat_checkpoint_fine_tunes_a_student_without_pruning_it(tmp_path: Path) 
     tuned = load_checkpoint(path)
     assert tuned.arch_config["channels"] == model.channels  # nothing pruned
     assert tuned.extra["qat"]["epochs"] == 1 and report.nme_io_int8_after > 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["qat.pt", "qat_log.csv", "qat_log.json"]
     weight = "stage4.0.expand.0.weight"
     assert not torch.equal(tuned.state_dict[weight], model.state_dict()[weight])  # it trained

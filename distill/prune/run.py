@@ -171,6 +171,7 @@ def qat_checkpoint(
     log(qat_line(report))
     path = session.run_dir / "qat.pt"
     save_checkpoint(path, _payload(session, session.model, {"qat": dataclasses.asdict(report)}))
+    (session.run_dir / "qat.state.pt").unlink(missing_ok=True)  # the trainer's state: spent once saved
     return path, report
 
 
