@@ -4,7 +4,6 @@ keeps batch norm frozen, and a pruning run with QAT epochs trains through it and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from torch import nn
 
 from distill.qat import WEIGHT_QMAX, quantization_simulated
 from landmarks.models import Checkpoint, create_model, load_checkpoint, save_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _student() -> nn.Module:

@@ -119,7 +119,7 @@ def prune_checkpoint(
     :class:`~landmarks.errors.LandmarksError` and nothing is written.
     """
     started = time.perf_counter()
-    log = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
+    log = log or _default_log(progress)
     session = _open_session(checkpoint, config, data, val_data, teacher_checkpoint, out, seed, progress, log)
     model, meta = session.model, session.ckpt.metadata
     pruner = Pruner(model, meta.input_size, config.target, importance=config.importance, steps=config.steps,
@@ -163,7 +163,7 @@ def qat_checkpoint(
 
     if config.qat_epochs < 1:
         raise ConfigError("qat_epochs must be at least 1 for a quantization-aware run")
-    log = log or ((lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None))
+    log = log or _default_log(progress)
     session = _open_session(checkpoint, config, data, val_data, teacher_checkpoint, out, seed, progress, log)
     session.run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -173,6 +173,11 @@ def qat_checkpoint(
     save_checkpoint(path, _payload(session, session.model, {"qat": dataclasses.asdict(report)}))
     (session.run_dir / "qat.state.pt").unlink(missing_ok=True)  # the trainer's state: spent once saved
     return path, report
+
+
+def _default_log(progress: bool) -> Callable[[str], None]:
+    """Step lines to stderr while progress is shown, else nowhere."""
+    return (lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None)
 
 
 def _accumulate_gradients(session: _Session, model: nn.Module, config: PruneConfig) -> None:
