@@ -17,10 +17,12 @@ import importlib.util
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.config import DataConfig, DistillConfig
+from distill.config import replace as replace_config
 from landmarks.errors import ConfigError, ModelError
 from landmarks.evaluate import EvalCache
 from landmarks.models.checkpoint import file_sha256
@@ -29,6 +31,37 @@ from recipes.cache import StageRecord, data_fingerprint
 from recipes.schema import Recipe, spec_items, spec_string
 
 Outputs = tuple[list[Path], dict[str, Any]]
+
+
+def baseline_config(config: DistillConfig, out: Path) -> DistillConfig:
+    """The no-KD twin of a KD run, for ``student.baseline``: same student and data, no teacher,
+    no unlabeled faces (nothing could label them), and the same number of optimizer steps, so
+    its epochs grow by ``1 / (1 - unlabeled_ratio)`` when the KD run mixes unlabeled faces in."""
+    epochs = config.student.train.epochs
+    if config.data.unlabeled:
+        epochs = round(epochs / (1.0 - config.data.unlabeled_ratio))
+    data = replace_config(config.data, unlabeled=None, unlabeled_ratio=DataConfig.unlabeled_ratio)
+    student = replace_config(config.student, train=replace_config(config.student.train, epochs=epochs))
+    return replace_config(config, out=str(out), data=data, student=student)
+
+
+def finished_baseline(config: DistillConfig) -> bool:
+    """Whether ``config.out`` already holds this exact baseline, trained to the end: its checkpoint
+    records the config it was trained with (the progress-bar switch aside). Training is
+    deterministic, so retraining it (as long as the KD student) would give the same weights."""
+    from landmarks.models.checkpoint import load_checkpoint
+
+    folder = Path(config.out)
+    if not (folder / "student.pt").is_file() or not (folder / "metrics.json").is_file():
+        return False
+    if any(folder.glob("*.state.pt")):
+        return False
+    try:
+        saved = load_checkpoint(folder / "student.pt").extra.get("config")
+    except ModelError:
+        return False
+    current = config.to_dict()
+    return isinstance(saved, dict) and {**saved, "progress": None} == {**current, "progress": None}
 
 
 @dataclass
@@ -135,10 +168,16 @@ class DistillStage(Stage):
                 outputs.append(result.teacher_path)
         baseline = None
         if ctx.recipe.student.baseline and not ctx.recipe.student.no_kd:
-            ctx.log("[run] distill: the same student without KD (student.baseline)")
-            base = run_distillation(replace(config, out=str(folder / "no_kd")), resume=resume, no_kd=True)
-            baseline = ctx.rel(base.student_path)
-            outputs += [base.student_path, folder / "no_kd" / "metrics.json"]
+            base_config = baseline_config(config, folder / "no_kd")
+            base_path = base_config.out + "/student.pt"
+            if finished_baseline(base_config):
+                ctx.log(f"[run] distill: no-KD baseline {base_path} reused (same config, finished)")
+            else:
+                ctx.log(f"[run] distill: the same student without KD, {base_config.student.train.epochs} epochs "
+                        "(student.baseline)")
+                run_distillation(base_config, resume=resume, no_kd=True)
+            baseline = ctx.rel(Path(base_path))
+            outputs += [Path(base_path), folder / "no_kd" / "metrics.json"]
         for state in folder.rglob("*.state.pt"):  # training finished: the state files are spent
             state.unlink()
         ctx.log(f"  teacher: {result.teacher_source}; student nme_io {result.metrics['student']['nme_io']:.2f}% (val)")

@@ -238,3 +238,19 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     checksums = json.loads((out / "metrics.json").read_text())["weight_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
+
+
+def test_strided_depthwise_layers_run_in_fp32_under_bf16_autocast():
+    from distill.tasks import strided_depthwise_in_fp32
+
+    torch.manual_seed(0)
+    model = create_model("pfld025").eval()
+    x = torch.randn(2, 3, 112, 112)
+    before = model(x).landmarks
+    assert strided_depthwise_in_fp32(model) == 2  # PFLD's two stride-2 depthwise layers
+    patched = [m for m in model.modules() if "forward" in vars(m)]
+    assert all(m.stride == (2, 2) and m.groups == m.in_channels for m in patched)
+    torch.testing.assert_close(model(x).landmarks, before, rtol=0, atol=0)  # fp32: the same numbers
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert patched[0](torch.randn(1, patched[0].in_channels, 8, 8)).dtype == torch.float32
+        assert model.conv1[0](x).dtype == torch.bfloat16  # every other layer keeps bf16

@@ -234,3 +234,30 @@ def test_check_finds_tampered_and_stray_files(tmp_path):
     (release / "a.onnx").write_bytes(b"modem")
     _, problems = check_run(tmp_path)
     assert problems == ["onnx_fp32: release/a.onnx sha256 does not match the manifest"]
+
+
+def test_no_kd_baseline_has_the_kd_runs_steps_and_is_reused_only_when_identical(tmp_path):
+    from distill.config import replace as replace_config
+    from landmarks.metadata import ArtifactMetadata
+    from landmarks.models import Checkpoint, create_model, save_checkpoint
+    from recipes.stages import baseline_config, finished_baseline
+
+    recipe = Recipe.model_validate({"name": "t", "data": {"unlabeled": "synthetic", "unlabeled_ratio": 0.3},
+                                    "student": {"epochs": 14, "baseline": True}})
+    kd_config = recipe.distill_config(tmp_path, progress=False)
+    base = baseline_config(kd_config, tmp_path / "no_kd")
+    assert base.data.unlabeled is None and base.student.train.epochs == 20  # 14 / (1 - 0.3)
+    assert base.student.train.lr == kd_config.student.train.lr
+
+    assert not finished_baseline(base)  # nothing trained yet
+    folder = Path(base.out)
+    folder.mkdir()
+    save_checkpoint(folder / "student.pt", Checkpoint("pfld025", {}, create_model("pfld025").state_dict(),
+                                                      ArtifactMetadata(), extra={"config": base.to_dict()}))
+    (folder / "metrics.json").write_text("{}")
+    assert finished_baseline(replace_config(base, progress=True))
+    longer = replace_config(base, student=replace_config(
+        base.student, train=replace_config(base.student.train, epochs=21)))
+    assert not finished_baseline(longer)
+    (folder / "student.state.pt").write_bytes(b"")  # a run that did not finish
+    assert not finished_baseline(base)
