@@ -6,15 +6,18 @@ Every choice is made on the validation split (10 % of the training folders' sour
 finished model, for the table. Arms reuse the recipe's teacher and are resumable.
 
     python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe   # teacher, KD student, artifacts
-    python benchmarks/distill_gap.py arms --recipe-run runs/300w_recipe         # no-KD and unlabeled arms
+    python benchmarks/distill_gap.py arms --recipe-run runs/300w_recipe         # the other arms
     python benchmarks/distill_gap.py collect --recipe-run runs/300w_recipe --recipe-wall-s 3600
 
-Arms (student pfld025, the recipe's hyperparameters):
-* ``no_kd``: the recipe's student budget without a teacher (the KD gain is measured against it);
-  skipped when the recipe trained it itself (``student.baseline: true``);
-* ``kd``, ``kd_unlabeled``, ``kd_noisy_labels``: a shorter budget of the same optimizer steps each:
-  300-W only; plus YouTube frames as unlabeled faces (the teacher labels every view, half of each
-  batch); plus the same frames with their machine-made labels as extra training data.
+Arms (student pfld025, the recipe's hyperparameters, the same optimizer steps each as the
+recipe's KD student; the recipe's own student is one of them):
+* ``no_kd``: 300-W only, no teacher (the KD gain is measured against it); skipped when the
+  recipe trained it itself (``student.baseline: true``);
+* ``kd``: 300-W only, with the teacher (``--kd-from RUN`` takes a finished run of exactly this
+  config, e.g. the recipe run with ``--set data.unlabeled=null --set student.epochs=120``);
+* ``kd_unlabeled``: plus YouTube frames as unlabeled faces, which the teacher labels on every
+  view: the recipe's own student when its recipe mixes them in;
+* ``kd_noisy_labels``: plus the same frames with their machine-made labels as extra training data.
 """
 
 from __future__ import annotations
@@ -43,32 +46,45 @@ YOUTUBE = "youtube_faces"
 ARMS = ("no_kd", "kd", "kd_unlabeled", "kd_noisy_labels")
 
 
-def base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
+def recipe_config(out: Path, progress: bool) -> Any:
     from recipes.schema import load_recipe
 
-    cfg = load_recipe(RECIPE).distill_config(out, progress)
+    return load_recipe(RECIPE).distill_config(out, progress)
+
+
+def base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
+    """The recipe's KD student on 300-W only (no unlabeled faces) at the recipe's budget of
+    optimizer steps, distilled from the recipe run's teacher."""
+    from recipes.stages import baseline_config
+
+    cfg = recipe_config(out, progress)
     teacher = recipe_run / "checkpoints" / "teacher.pt"
     if not teacher.is_file():
         raise ConfigError(f"{teacher}: run the recipe first (python -m recipes run {RECIPE.relative_to(ROOT)})")
-    return replace(cfg, teacher=replace(cfg.teacher, checkpoint=str(teacher)))
+    labeled_only = baseline_config(cfg, out)
+    return replace(labeled_only, teacher=replace(cfg.teacher, checkpoint=str(teacher)))
 
 
-def arm_config(name: str, base: Any, short_epochs: int, out: Path) -> tuple[Any, bool]:
-    """(config, no_kd) of one arm; the short arms share one budget of optimizer steps."""
+def arm_config(name: str, base: Any, out: Path) -> tuple[Any, bool]:
+    """(config, no_kd) of one trained arm; every arm has the optimizer steps of ``base``."""
     student, data = base.student, base.data
     train = student.train
-    if name == "no_kd":
-        return replace(base, out=str(out)), True
+    if name in ("no_kd", "kd"):
+        return replace(base, out=str(out)), name == "no_kd"
+    if name != "kd_noisy_labels":
+        raise ConfigError(f"arm {name!r} is not trained here")
     labeled, youtube = _count(data.train, data.val_split), _count(str(SHARED / YOUTUBE), 0.0)
-    epochs = {"kd": short_epochs,
-              "kd_unlabeled": max(1, round(short_epochs * (1 - data.unlabeled_ratio))),
-              "kd_noisy_labels": max(1, round(short_epochs * labeled / (labeled + youtube)))}[name]
+    epochs = max(1, round(train.epochs * labeled / (labeled + youtube)))
     cfg = replace(base, out=str(out), student=replace(student, train=replace(train, epochs=epochs)))
-    if name == "kd_unlabeled":
-        cfg = replace(cfg, data=replace(data, unlabeled=str(SHARED / YOUTUBE)))
-    if name == "kd_noisy_labels":
-        cfg = replace(cfg, data=replace(data, extra_train=str(SHARED / YOUTUBE)))
-    return cfg, False
+    return replace(cfg, data=replace(data, extra_train=str(SHARED / YOUTUBE))), False
+
+
+def same_student_config(a: Any, b: Any) -> bool:
+    """Whether two distill configs train the same student (run folder, progress bar and where the
+    same teacher came from aside)."""
+    def key(cfg: dict[str, Any]) -> dict[str, Any]:
+        return {k: cfg[k] for k in ("data", "student", "kd", "seed")}
+    return key(a.to_dict() if hasattr(a, "to_dict") else a) == key(b.to_dict() if hasattr(b, "to_dict") else b)
 
 
 def _count(spec: str, val_split: float) -> int:
@@ -104,22 +120,45 @@ def run_once(cfg: Any, done: Path, row: Callable[[Any, float], dict[str, Any]], 
     return payload
 
 
+def _arm_row(name: str, cfg: Any, student_path: Path, metrics: dict[str, Any], wall_seconds: float | None,
+             source: str) -> dict[str, Any]:
+    return {
+        "arm": name,
+        "epochs": cfg.student.train.epochs,
+        "val_nme_io": metrics["student"]["nme_io"],
+        "test_nme_io": test_nme(student_path),
+        "train_seconds": metrics["student"]["train_seconds"],
+        "wall_seconds": wall_seconds,
+        "unlabeled": cfg.data.unlabeled,
+        "unlabeled_ratio": cfg.data.unlabeled_ratio if cfg.data.unlabeled else None,
+        "extra_train": cfg.data.extra_train,
+        "from": source,
+    }
+
+
 def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
     def row(result: Any, wall_seconds: float) -> dict[str, Any]:
-        student = result.metrics["student"]
-        return {
-            "arm": name,
-            "epochs": cfg.student.train.epochs,
-            "val_nme_io": student["nme_io"],
-            "test_nme_io": test_nme(result.student_path),
-            "train_seconds": student["train_seconds"],
-            "wall_seconds": wall_seconds,
-            "unlabeled": cfg.data.unlabeled,
-            "extra_train": cfg.data.extra_train,
-        }
+        return _arm_row(name, cfg, result.student_path, result.metrics, wall_seconds, "`distill_gap.py arms`")
 
     arm = run_once(cfg, Path(cfg.out) / "arm.json", row, no_kd=no_kd)
     print(f"[arm] {name}: val {arm['val_nme_io']:.2f} %, test {arm['test_nme_io']:.2f} %")
+    return arm
+
+
+def adopt_run(name: str, cfg: Any, run: Path, source: str) -> dict[str, Any]:
+    """An arm from a finished run folder (``student.pt`` + ``metrics.json``) trained with ``cfg``'s
+    student config; refused when the configs differ."""
+    from landmarks.models.checkpoint import load_checkpoint
+
+    student, metrics = run / "student.pt", run / "metrics.json"
+    if not (student.is_file() and metrics.is_file()):
+        raise ConfigError(f"{run}: no finished student (student.pt and metrics.json) for arm {name}")
+    trained = load_checkpoint(student).extra.get("config") or {}
+    if not same_student_config(trained, cfg):
+        raise ConfigError(f"{run}: its student was not trained with arm {name}'s config")
+    arm = _arm_row(name, cfg, student, json.loads(metrics.read_text()), None, source)
+    write_json(Path(cfg.out) / "arm.json", arm)
+    print(f"[arm] {name} from {run}: val {arm['val_nme_io']:.2f} %, test {arm['test_nme_io']:.2f} %")
     return arm
 
 
@@ -171,7 +210,8 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
                         "student_nokd": str(no_kd_path) if no_kd_path is not None else None,
                         "pruned": str(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
         "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
-                               "epochs": v["epochs"]} for k, v in arms.items() if k != "no_kd"},
+                               "epochs": v["epochs"], "from": v.get("from", "`distill_gap.py arms`")}
+                           for k, v in arms.items() if k != "no_kd"},
         "cpu": cpu_name(),
     }
     payload["int8_verdicts"] = {k: artifacts.get(k, {}).get("verdict") for k in ("onnx_int8", "tflite_int8")}
@@ -243,11 +283,11 @@ def _table(p: dict[str, Any]) -> str:
         + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min" if p["recipe_wall_s"] else "")
         + (f" ({p['recipe_wall_note']})." if p.get("recipe_wall_note") else "."),
         "",
-        "## Unlabeled faces (same optimizer steps per arm; run with the earlier lr 2e-3 and feature weight 2)",
+        "## Unlabeled faces (the same optimizer steps per arm, the recipe's hyperparameters)",
         "",
-        "| arm | student epochs | val nme_io % | test nme_io % |",
-        "|---|---|---|---|",
-        *[f"| {k} | {v['epochs']} | {_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} |"
+        "| arm | student epochs | val nme_io % | test nme_io % | from |",
+        "|---|---|---|---|---|",
+        *[f"| {k} | {v['epochs']} | {_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} | {v.get('from', '')} |"
           for k, v in p["unlabeled_arms"].items()],
         "",
         *_tuning_lines(p.get("kd_tuning")),
@@ -275,7 +315,8 @@ def main() -> int:
     p.add_argument("--recipe-run", type=Path, default=Path("runs/300w_recipe"))
     p.add_argument("--out", type=Path, default=Path("runs/distill_gap"), help="arm run folders")
     p.add_argument("--only", choices=ARMS, action="append", help="run these arms only (repeatable)")
-    p.add_argument("--short-epochs", type=int, default=24, help="student epochs of the 300-W-only short arm")
+    p.add_argument("--kd-from", type=Path, default=None,
+                   help="a finished run folder of the kd arm's exact config (its student is taken, not retrained)")
     p.add_argument("--recipe-wall-s", type=float, default=None, help="wall time of the from-scratch recipe run")
     p.add_argument("--recipe-wall-note", default="", help="how that wall time was measured")
     p.add_argument("--name", default="distill_gap", help="results file stem of collect")
@@ -292,9 +333,17 @@ def main() -> int:
         for name in args.only or ARMS:
             if name == "no_kd" and _no_kd_student(args.recipe_run, args.out)[0] == "recipe (student.baseline)":
                 print("[skip] no_kd: the recipe trained it (student.baseline)")
-                continue
-            cfg, no_kd = arm_config(name, base, args.short_epochs, args.out / name)
-            run_arm(name, cfg, no_kd)
+            elif name == "kd_unlabeled":
+                recipe = recipe_config(args.out / name, args.progress)
+                if not recipe.data.unlabeled:
+                    print("[skip] kd_unlabeled: the recipe mixes no unlabeled faces in")
+                    continue
+                adopt_run(name, recipe, args.recipe_run / "checkpoints", "recipe")
+            elif name == "kd" and args.kd_from is not None:
+                adopt_run(name, replace(base, out=str(args.out / name)), args.kd_from, f"{args.kd_from}")
+            else:
+                cfg, no_kd = arm_config(name, base, args.out / name)
+                run_arm(name, cfg, no_kd)
     return 0
 
 

@@ -198,7 +198,9 @@ class StudentSection(_Section):
     ema_decay: float = Field(_STUDENT.train.ema_decay, ge=0.0, lt=1.0)
     loss: Literal["pfld", "wing"] = _STUDENT.loss
     no_kd: bool = not _KD.enabled
-    baseline: bool = False  # also train the same student without KD; the report compares the three models
+    # Also train the same student without KD (no unlabeled faces, the same optimizer steps: stages.baseline_config);
+    # the report compares the three models.
+    baseline: bool = False
     kd: KDSection = KDSection()
     checkpoint: ExistingFile = None
 
