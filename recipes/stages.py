@@ -45,10 +45,18 @@ def baseline_config(config: DistillConfig, out: Path) -> DistillConfig:
     return replace_config(config, out=str(out), data=data, student=student)
 
 
+def _no_kd_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What of a distill config decides a student trained without KD: not the teacher, not the KD
+    loss weights (only the ground-truth weight), not the progress bar."""
+    return {"data": config["data"], "student": config["student"], "gt_weight": config["kd"]["gt_weight"],
+            "seed": config["seed"], "device": config["device"], "out": config["out"]}
+
+
 def finished_baseline(config: DistillConfig) -> bool:
-    """Whether ``config.out`` already holds this exact baseline, trained to the end: its checkpoint
-    records the config it was trained with (the progress-bar switch aside). Training is
-    deterministic, so retraining it (as long as the KD student) would give the same weights."""
+    """Whether ``config.out`` already holds this baseline, trained to the end: its checkpoint
+    records the config it was trained with, and what of it decides a no-KD student is the same.
+    Training is deterministic, so retraining it (as long as the KD student) would give the same
+    weights."""
     from landmarks.models.checkpoint import load_checkpoint
 
     folder = Path(config.out)
@@ -60,8 +68,10 @@ def finished_baseline(config: DistillConfig) -> bool:
         saved = load_checkpoint(folder / "student.pt").extra.get("config")
     except ModelError:
         return False
-    current = config.to_dict()
-    return isinstance(saved, dict) and {**saved, "progress": None} == {**current, "progress": None}
+    try:
+        return _no_kd_key(saved) == _no_kd_key(config.to_dict())
+    except (KeyError, TypeError):  # a checkpoint from elsewhere, without a distill config
+        return False
 
 
 @dataclass

@@ -256,6 +256,8 @@ def test_no_kd_baseline_has_the_kd_runs_steps_and_is_reused_only_when_identical(
                                                       ArtifactMetadata(), extra={"config": base.to_dict()}))
     (folder / "metrics.json").write_text("{}")
     assert finished_baseline(replace_config(base, progress=True))
+    assert finished_baseline(replace_config(base, kd=replace_config(base.kd, feature_weight=16.0)))  # unused by no-KD
+    assert not finished_baseline(replace_config(base, kd=replace_config(base.kd, gt_weight=2.0)))
     longer = replace_config(base, student=replace_config(
         base.student, train=replace_config(base.student.train, epochs=21)))
     assert not finished_baseline(longer)
