@@ -10,13 +10,13 @@ finished model, for the table. Arms reuse the recipe's teacher and are resumable
     python benchmarks/distill_gap.py collect --recipe-run runs/300w_recipe --recipe-wall-s 3600
 
 Arms (student pfld025, the recipe's hyperparameters, the same optimizer steps each as the
-recipe's KD student; the recipe's own student is one of them):
+recipe's KD student); an arm whose exact config the recipe's student was trained with is that
+student, and ``--adopt ARM=RUN`` takes one from another finished run folder of its config:
 * ``no_kd``: 300-W only, no teacher (the KD gain is measured against it); skipped when the
   recipe trained it itself (``student.baseline: true``);
-* ``kd``: 300-W only, with the teacher (``--kd-from RUN`` takes a finished run of exactly this
-  config, e.g. the recipe run with ``--set data.unlabeled=null --set student.epochs=120``);
-* ``kd_unlabeled``: plus YouTube frames as unlabeled faces, which the teacher labels on every
-  view: the recipe's own student when its recipe mixes them in;
+* ``kd``: 300-W only, with the teacher;
+* ``kd_unlabeled``: plus YouTube frames as unlabeled faces (``--unlabeled-ratio`` of each batch),
+  which the teacher labels on every view;
 * ``kd_noisy_labels``: plus the same frames with their machine-made labels as extra training data.
 """
 
@@ -65,25 +65,33 @@ def base_config(recipe_run: Path, out: Path, progress: bool) -> Any:
     return replace(labeled_only, teacher=replace(cfg.teacher, checkpoint=str(teacher)))
 
 
-def arm_config(name: str, base: Any, out: Path) -> tuple[Any, bool]:
-    """(config, no_kd) of one trained arm; every arm has the optimizer steps of ``base``."""
+def arm_config(name: str, base: Any, out: Path, unlabeled_ratio: float = 0.3) -> tuple[Any, bool]:
+    """(config, no_kd) of one arm; every arm has the optimizer steps of ``base``."""
     student, data = base.student, base.data
     train = student.train
     if name in ("no_kd", "kd"):
         return replace(base, out=str(out)), name == "no_kd"
-    if name != "kd_noisy_labels":
-        raise ConfigError(f"arm {name!r} is not trained here")
-    labeled, youtube = _count(data.train, data.val_split), _count(str(SHARED / YOUTUBE), 0.0)
-    epochs = max(1, round(train.epochs * labeled / (labeled + youtube)))
-    cfg = replace(base, out=str(out), student=replace(student, train=replace(train, epochs=epochs)))
-    return replace(cfg, data=replace(data, extra_train=str(SHARED / YOUTUBE))), False
+    if name == "kd_unlabeled":
+        epochs = max(1, round(train.epochs * (1 - unlabeled_ratio)))
+        data = replace(data, unlabeled=str(SHARED / YOUTUBE), unlabeled_ratio=unlabeled_ratio)
+    else:
+        labeled, youtube = _count(data.train, data.val_split), _count(str(SHARED / YOUTUBE), 0.0)
+        epochs = max(1, round(train.epochs * labeled / (labeled + youtube)))
+        data = replace(data, extra_train=str(SHARED / YOUTUBE))
+    student = replace(student, train=replace(train, epochs=epochs))
+    return replace(base, out=str(out), data=data, student=student), False
 
 
 def same_student_config(a: Any, b: Any) -> bool:
     """Whether two distill configs train the same student (run folder, progress bar and where the
     same teacher came from aside)."""
+    def folders(spec: str | None) -> list[str] | None:
+        return None if spec is None else [str(Path(p).resolve()) if Path(p).exists() else p for p in spec.split(",")]
+
     def key(cfg: dict[str, Any]) -> dict[str, Any]:
-        return {k: cfg[k] for k in ("data", "student", "kd", "seed")}
+        data = {k: folders(v) if k in ("train", "val", "unlabeled", "extra_train") else v
+                for k, v in cfg["data"].items()}
+        return {"data": data, **{k: cfg[k] for k in ("student", "kd", "seed")}}
     return key(a.to_dict() if hasattr(a, "to_dict") else a) == key(b.to_dict() if hasattr(b, "to_dict") else b)
 
 
@@ -145,18 +153,30 @@ def run_arm(name: str, cfg: Any, no_kd: bool) -> dict[str, Any]:
     return arm
 
 
+def _arm_source(item: str) -> tuple[str, Path]:
+    name, sep, run = item.partition("=")
+    if not sep or name not in ARMS:
+        raise ConfigError(f"--adopt {item!r}: expected ARM=RUN with ARM one of {', '.join(ARMS)}")
+    return name, Path(run)
+
+
+def _trained_with(run: Path, cfg: Any) -> bool:
+    """Whether ``run`` holds a finished student trained with ``cfg``'s student config."""
+    from landmarks.models.checkpoint import load_checkpoint
+
+    if not ((run / "student.pt").is_file() and (run / "metrics.json").is_file()):
+        return False
+    return same_student_config(load_checkpoint(run / "student.pt").extra.get("config") or {}, cfg)
+
+
 def adopt_run(name: str, cfg: Any, run: Path, source: str) -> dict[str, Any]:
     """An arm from a finished run folder (``student.pt`` + ``metrics.json``) trained with ``cfg``'s
     student config; refused when the configs differ."""
-    from landmarks.models.checkpoint import load_checkpoint
 
-    student, metrics = run / "student.pt", run / "metrics.json"
-    if not (student.is_file() and metrics.is_file()):
-        raise ConfigError(f"{run}: no finished student (student.pt and metrics.json) for arm {name}")
-    trained = load_checkpoint(student).extra.get("config") or {}
-    if not same_student_config(trained, cfg):
-        raise ConfigError(f"{run}: its student was not trained with arm {name}'s config")
-    arm = _arm_row(name, cfg, student, json.loads(metrics.read_text()), None, source)
+    if not _trained_with(run, cfg):
+        raise ConfigError(f"{run}: no finished student trained with arm {name}'s config "
+                          "(student.pt with that config, and metrics.json)")
+    arm = _arm_row(name, cfg, run / "student.pt", json.loads((run / "metrics.json").read_text()), None, source)
     write_json(Path(cfg.out) / "arm.json", arm)
     print(f"[arm] {name} from {run}: val {arm['val_nme_io']:.2f} %, test {arm['test_nme_io']:.2f} %")
     return arm
@@ -315,8 +335,10 @@ def main() -> int:
     p.add_argument("--recipe-run", type=Path, default=Path("runs/300w_recipe"))
     p.add_argument("--out", type=Path, default=Path("runs/distill_gap"), help="arm run folders")
     p.add_argument("--only", choices=ARMS, action="append", help="run these arms only (repeatable)")
-    p.add_argument("--kd-from", type=Path, default=None,
-                   help="a finished run folder of the kd arm's exact config (its student is taken, not retrained)")
+    p.add_argument("--adopt", action="append", metavar="ARM=RUN",
+                   help="take arm ARM from the finished run folder RUN (trained with that arm's exact config) "
+                        "instead of training it; repeatable")
+    p.add_argument("--unlabeled-ratio", type=float, default=0.3, help="share of unlabeled faces of kd_unlabeled")
     p.add_argument("--recipe-wall-s", type=float, default=None, help="wall time of the from-scratch recipe run")
     p.add_argument("--recipe-wall-note", default="", help="how that wall time was measured")
     p.add_argument("--name", default="distill_gap", help="results file stem of collect")
@@ -330,19 +352,18 @@ def main() -> int:
             collect(args.recipe_run, args.out, args.recipe_wall_s, args.recipe_wall_note, args.name)
             return 0
         base = base_config(args.recipe_run, args.out, args.progress)
+        adopted = dict(_arm_source(item) for item in args.adopt or [])
+        recipe_student = args.recipe_run / "checkpoints"
         for name in args.only or ARMS:
             if name == "no_kd" and _no_kd_student(args.recipe_run, args.out)[0] == "recipe (student.baseline)":
                 print("[skip] no_kd: the recipe trained it (student.baseline)")
-            elif name == "kd_unlabeled":
-                recipe = recipe_config(args.out / name, args.progress)
-                if not recipe.data.unlabeled:
-                    print("[skip] kd_unlabeled: the recipe mixes no unlabeled faces in")
-                    continue
-                adopt_run(name, recipe, args.recipe_run / "checkpoints", "recipe")
-            elif name == "kd" and args.kd_from is not None:
-                adopt_run(name, replace(base, out=str(args.out / name)), args.kd_from, f"{args.kd_from}")
+                continue
+            cfg, no_kd = arm_config(name, base, args.out / name, args.unlabeled_ratio)
+            if name in adopted:
+                adopt_run(name, cfg, adopted[name], str(adopted[name]))
+            elif not no_kd and _trained_with(recipe_student, cfg):
+                adopt_run(name, cfg, recipe_student, "recipe")
             else:
-                cfg, no_kd = arm_config(name, base, args.out / name)
                 run_arm(name, cfg, no_kd)
     return 0
 

@@ -54,6 +54,7 @@ SETTINGS = (
     Setting("lr_8e-3_feature_8_wing", lr=8e-3, feature_weight=8.0, loss="wing"),
     # further from the chosen point, after the 120-epoch KD gain fell short of 10 %
     Setting("lr_8e-3_feature_16", lr=8e-3, feature_weight=16.0),
+    Setting("lr_8e-3_feature_32", lr=8e-3, feature_weight=32.0),
     Setting("lr_8e-3_feature_8_output_2", lr=8e-3, feature_weight=8.0, output_weight=2.0),
 )
 
