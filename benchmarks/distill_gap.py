@@ -140,6 +140,7 @@ def _arm_row(name: str, cfg: Any, student_path: Path, metrics: dict[str, Any], w
         "unlabeled": cfg.data.unlabeled,
         "unlabeled_ratio": cfg.data.unlabeled_ratio if cfg.data.unlabeled else None,
         "extra_train": cfg.data.extra_train,
+        "feature_weight": cfg.kd.feature_weight,
         "from": source,
     }
 
@@ -230,7 +231,8 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
                         "student_nokd": str(no_kd_path) if no_kd_path is not None else None,
                         "pruned": str(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
         "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
-                               "epochs": v["epochs"], "from": v.get("from", "`distill_gap.py arms`")}
+                               "epochs": v["epochs"], "feature_weight": v.get("feature_weight"),
+                               "from": v.get("from", "`distill_gap.py arms`")}
                            for k, v in arms.items() if k != "no_kd"},
         "cpu": cpu_name(),
     }
@@ -305,10 +307,10 @@ def _table(p: dict[str, Any]) -> str:
         "",
         "## Unlabeled faces (the same optimizer steps per arm, the recipe's hyperparameters)",
         "",
-        "| arm | student epochs | val nme_io % | test nme_io % | from |",
-        "|---|---|---|---|---|",
-        *[f"| {k} | {v['epochs']} | {_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} | {v.get('from', '')} |"
-          for k, v in p["unlabeled_arms"].items()],
+        "| arm | student epochs | feature KD weight | val nme_io % | test nme_io % | from |",
+        "|---|---|---|---|---|---|",
+        *[f"| {k} | {v['epochs']} | {v.get('feature_weight') or '–'} | {_pct(v['val_nme_io'])} | "
+          f"{_pct(v['test_nme_io'])} | {v.get('from', '')} |" for k, v in p["unlabeled_arms"].items()],
         "",
         *_tuning_lines(p.get("kd_tuning")),
         "Commands: `python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe`, then "
@@ -338,6 +340,8 @@ def main() -> int:
     p.add_argument("--adopt", action="append", metavar="ARM=RUN",
                    help="take arm ARM from the finished run folder RUN (trained with that arm's exact config) "
                         "instead of training it; repeatable")
+    p.add_argument("--feature-weight", type=float, default=None,
+                   help="the arms' feature KD weight (default: the recipe's)")
     p.add_argument("--unlabeled-ratio", type=float, default=0.3, help="share of unlabeled faces of kd_unlabeled")
     p.add_argument("--recipe-wall-s", type=float, default=None, help="wall time of the from-scratch recipe run")
     p.add_argument("--recipe-wall-note", default="", help="how that wall time was measured")
@@ -352,6 +356,8 @@ def main() -> int:
             collect(args.recipe_run, args.out, args.recipe_wall_s, args.recipe_wall_note, args.name)
             return 0
         base = base_config(args.recipe_run, args.out, args.progress)
+        if args.feature_weight is not None:
+            base = replace(base, kd=replace(base.kd, feature_weight=args.feature_weight))
         adopted = dict(_arm_source(item) for item in args.adopt or [])
         recipe_student = args.recipe_run / "checkpoints"
         for name in args.only or ARMS:
@@ -360,7 +366,7 @@ def main() -> int:
                 continue
             cfg, no_kd = arm_config(name, base, args.out / name, args.unlabeled_ratio)
             if name in adopted:
-                adopt_run(name, cfg, adopted[name], str(adopted[name]))
+                adopt_run(name, cfg, adopted[name], f"adopted from {adopted[name]}")
             elif not no_kd and _trained_with(recipe_student, cfg):
                 adopt_run(name, cfg, recipe_student, "recipe")
             else:

@@ -82,9 +82,11 @@ def gap_table(gap: dict[str, Any]) -> str:
     ]
     arms = gap.get("unlabeled_arms") or {}
     if arms:
-        lines += ["", "| unlabeled-data arm (same optimizer steps; earlier lr 2e-3, feature weight 2) | val nme_io % "
-                  "| test nme_io % |", "|---|---|---|"]
-        lines += [f"| {name} | {_pct(a['val_nme_io'])} | {_pct(a['test_nme_io'])} |" for name, a in arms.items()]
+        lines += ["", "| data arm (KD, the same optimizer steps each) | student epochs | feature KD weight "
+                  "| val nme_io % | test nme_io % | made by |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {a['epochs']} | {a.get('feature_weight') or '–'} | {_pct(a['val_nme_io'])} | "
+                  f"{_pct(a['test_nme_io'])} | {a.get('from', '`benchmarks/distill_gap.py arms`')} |"
+                  for name, a in arms.items()]
     tuning = gap.get("kd_tuning")
     if tuning:
         lines += ["", f"| KD setting ({tuning['epochs']} epochs, validation only) | gt / output / feature | lr | loss "
