@@ -305,7 +305,7 @@ def _table(p: dict[str, Any]) -> str:
         + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min" if p["recipe_wall_s"] else "")
         + (f" ({p['recipe_wall_note']})." if p.get("recipe_wall_note") else "."),
         "",
-        "## Unlabeled faces (the same optimizer steps per arm, the recipe's hyperparameters)",
+        "## Unlabeled faces (the same optimizer steps per arm; the recipe's hyperparameters but the feature KD weight)",
         "",
         "| arm | student epochs | feature KD weight | val nme_io % | test nme_io % | from |",
         "|---|---|---|---|---|---|",

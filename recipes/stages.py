@@ -23,6 +23,7 @@ from typing import Any
 
 from distill.config import DataConfig, DistillConfig
 from distill.config import replace as replace_config
+from landmarks.atomic import write_json
 from landmarks.errors import ConfigError, ModelError
 from landmarks.evaluate import EvalCache
 from landmarks.models.checkpoint import file_sha256
@@ -52,17 +53,25 @@ def _no_kd_key(config: dict[str, Any]) -> dict[str, Any]:
             "seed": config["seed"], "device": config["device"], "out": config["out"]}
 
 
-def finished_baseline(config: DistillConfig) -> bool:
-    """Whether ``config.out`` already holds this baseline, trained to the end: its checkpoint
-    records the config it was trained with, and what of it decides a no-KD student is the same.
-    Training is deterministic, so retraining it (as long as the KD student) would give the same
-    weights."""
+BASELINE_DATA = "data_fingerprint.json"
+
+
+def finished_baseline(config: DistillConfig, data: dict[str, Any]) -> bool:
+    """Whether ``config.out`` already holds this baseline, trained to the end on the same data: its
+    checkpoint records the config it was trained with (what of it decides a no-KD student must
+    match) and ``BASELINE_DATA`` the fingerprints of its folders (``data``). Training is
+    deterministic, so retraining it (as long as the KD student) would give the same weights."""
     from landmarks.models.checkpoint import load_checkpoint
 
     folder = Path(config.out)
-    if not (folder / "student.pt").is_file() or not (folder / "metrics.json").is_file():
+    if not all((folder / name).is_file() for name in ("student.pt", "metrics.json", BASELINE_DATA)):
         return False
     if any(folder.glob("*.state.pt")):
+        return False
+    try:
+        if json.loads((folder / BASELINE_DATA).read_text()) != data:
+            return False
+    except ValueError:
         return False
     try:
         saved = load_checkpoint(folder / "student.pt").extra.get("config")
@@ -180,12 +189,15 @@ class DistillStage(Stage):
         if ctx.recipe.student.baseline and not ctx.recipe.student.no_kd:
             base_config = baseline_config(config, folder / "no_kd")
             base_path = base_config.out + "/student.pt"
-            if finished_baseline(base_config):
-                ctx.log(f"[run] distill: no-KD baseline {base_path} reused (same config, finished)")
+            inputs = self.inputs(ctx)
+            base_data = {k: inputs[k] for k in ("train", "val", "val_split")}
+            if finished_baseline(base_config, base_data):
+                ctx.log(f"[run] distill: no-KD baseline {base_path} reused (same config and data, finished)")
             else:
                 ctx.log(f"[run] distill: the same student without KD, {base_config.student.train.epochs} epochs "
                         "(student.baseline)")
                 run_distillation(base_config, resume=resume, no_kd=True)
+                write_json(Path(base_config.out) / BASELINE_DATA, base_data)
             baseline = ctx.rel(Path(base_path))
             outputs += [Path(base_path), folder / "no_kd" / "metrics.json"]
         for state in folder.rglob("*.state.pt"):  # training finished: the state files are spent

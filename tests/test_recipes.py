@@ -240,7 +240,7 @@ def test_no_kd_baseline_has_the_kd_runs_steps_and_is_reused_only_when_identical(
     from distill.config import replace as replace_config
     from landmarks.metadata import ArtifactMetadata
     from landmarks.models import Checkpoint, create_model, save_checkpoint
-    from recipes.stages import baseline_config, finished_baseline
+    from recipes.stages import BASELINE_DATA, baseline_config, finished_baseline
 
     recipe = Recipe.model_validate({"name": "t", "data": {"unlabeled": "synthetic", "unlabeled_ratio": 0.3},
                                     "student": {"epochs": 14, "baseline": True}})
@@ -249,17 +249,21 @@ def test_no_kd_baseline_has_the_kd_runs_steps_and_is_reused_only_when_identical(
     assert base.data.unlabeled is None and base.student.train.epochs == 20  # 14 / (1 - 0.3)
     assert base.student.train.lr == kd_config.student.train.lr
 
-    assert not finished_baseline(base)  # nothing trained yet
+    data = {"train": "sha-a", "val": None, "val_split": 0.1}
+    assert not finished_baseline(base, data)  # nothing trained yet
     folder = Path(base.out)
     folder.mkdir()
     save_checkpoint(folder / "student.pt", Checkpoint("pfld025", {}, create_model("pfld025").state_dict(),
                                                       ArtifactMetadata(), extra={"config": base.to_dict()}))
     (folder / "metrics.json").write_text("{}")
-    assert finished_baseline(replace_config(base, progress=True))
-    assert finished_baseline(replace_config(base, kd=replace_config(base.kd, feature_weight=16.0)))  # unused by no-KD
-    assert not finished_baseline(replace_config(base, kd=replace_config(base.kd, gt_weight=2.0)))
+    assert not finished_baseline(base, data)  # no record of the data it was trained on
+    (folder / BASELINE_DATA).write_text(json.dumps(data))
+    assert finished_baseline(replace_config(base, progress=True), data)
+    assert not finished_baseline(base, {**data, "train": "sha-b"})  # same folders, other contents
+    assert finished_baseline(replace_config(base, kd=replace_config(base.kd, feature_weight=16.0)), data)
+    assert not finished_baseline(replace_config(base, kd=replace_config(base.kd, gt_weight=2.0)), data)
     longer = replace_config(base, student=replace_config(
         base.student, train=replace_config(base.student.train, epochs=21)))
-    assert not finished_baseline(longer)
+    assert not finished_baseline(longer, data)
     (folder / "student.state.pt").write_bytes(b"")  # a run that did not finish
-    assert not finished_baseline(base)
+    assert not finished_baseline(base, data)
