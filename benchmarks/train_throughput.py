@@ -7,7 +7,8 @@ faces; images/s is the trainer's own measure of its epoch (validation excluded).
 * before: images decoded on every view, one crop at the teacher's size resized in torch for
   the student (the old path), fp32, NCHW activations;
 * after: images decoded once (:mod:`landmarks.data.cache`), each model's view cut at its own
-  size, bf16 autocast where the CPU has it, channels-last activations.
+  size, bf16 autocast where the CPU has it (the student's strided depthwise layers in fp32),
+  channels-last activations.
 
     python benchmarks/train_throughput.py --data ../shared/data/300w/helen/trainset --steps 16
 """
@@ -136,8 +137,8 @@ def main() -> int:
         *[f"| {k} | {v['before']:.1f} | {v['after']:.1f} | x{v['speedup']:.2f} |" for k, v in rows.items()],
         "",
         "before: decode every view, one 128 px crop resized in torch for the student, fp32, NCHW, 1 loader worker.",
-        "after: images decoded once, each model's view cut at its own size, bf16 autocast, channels-last, "
-        "loading in the training process.",
+        "after: images decoded once, each model's view cut at its own size, bf16 autocast (the student's strided "
+        "depthwise layers in fp32), channels-last, loading in the training process.",
     ]
     save_results(RESULTS, "train_throughput", payload, "\n".join(lines), command=payload["command"])
     return 0
