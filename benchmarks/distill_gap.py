@@ -173,7 +173,6 @@ def _trained_with(run: Path, cfg: Any) -> bool:
 def adopt_run(name: str, cfg: Any, run: Path, source: str) -> dict[str, Any]:
     """An arm from a finished run folder (``student.pt`` + ``metrics.json``) trained with ``cfg``'s
     student config; refused when the configs differ."""
-
     if not _trained_with(run, cfg):
         raise ConfigError(f"{run}: no finished student trained with arm {name}'s config "
                           "(student.pt with that config, and metrics.json)")

@@ -69,17 +69,10 @@ def finished_baseline(config: DistillConfig, data: dict[str, Any]) -> bool:
     if any(folder.glob("*.state.pt")):
         return False
     try:
-        if json.loads((folder / BASELINE_DATA).read_text()) != data:
-            return False
-    except ValueError:
-        return False
-    try:
+        same_data = json.loads((folder / BASELINE_DATA).read_text()) == data
         saved = load_checkpoint(folder / "student.pt").extra.get("config")
-    except ModelError:
-        return False
-    try:
-        return _no_kd_key(saved) == _no_kd_key(config.to_dict())
-    except (KeyError, TypeError):  # a checkpoint from elsewhere, without a distill config
+        return same_data and _no_kd_key(saved) == _no_kd_key(config.to_dict())
+    except (ValueError, ModelError, KeyError, TypeError):  # unreadable, or without a distill config
         return False
 
 
