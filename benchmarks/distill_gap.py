@@ -141,6 +141,7 @@ def _arm_row(name: str, cfg: Any, student_path: Path, metrics: dict[str, Any], w
         "unlabeled_ratio": cfg.data.unlabeled_ratio if cfg.data.unlabeled else None,
         "extra_train": cfg.data.extra_train,
         "feature_weight": cfg.kd.feature_weight,
+        "teacher": metrics.get("teacher", {}).get("arch"),
         "from": source,
     }
 
@@ -203,6 +204,8 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
                             "never trained on; every epoch's log, the KD weights and learning rate "
                             "(benchmarks/kd_tuning.py), the arms and the prune schedule were judged on it",
         "kd_tuning": json.loads(tuning.read_text()) if tuning.is_file() else None,
+        "teacher_arch": distill_metrics["teacher"]["arch"],
+        "teacher_label": _teacher_label(manifest),
         "teacher_nme_io": teacher,
         "teacher_val_nme_io": distill_metrics["teacher"]["nme_io"],
         "student_kd_nme_io": student_kd,
@@ -231,7 +234,7 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
                         "pruned": str(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
         "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
                                "epochs": v["epochs"], "feature_weight": v.get("feature_weight"),
-                               "from": v.get("from", "`distill_gap.py arms`")}
+                               "teacher": v.get("teacher"), "from": v.get("from", "`distill_gap.py arms`")}
                            for k, v in arms.items() if k != "no_kd"},
         "cpu": cpu_name(),
     }
@@ -254,6 +257,12 @@ def _throughput() -> dict[str, Any]:
             "from": f"benchmarks/results/train_throughput_commits.md (commit {best['before_commit'][:7]} against "
                     f"{best['after_commit'][:7]}, each checkout's own distill CLI)",
             "reconstructed": rebuilt}
+
+
+def _teacher_label(manifest: dict[str, Any]) -> str:
+    """``fan2, width 64, 128 px``: the recipe's teacher, as its manifest records it."""
+    teacher = manifest["recipe"]["config"]["teacher"]
+    return f"{teacher['arch']}, width {teacher['width']}, {teacher['input_size']} px"
 
 
 def _pruned_label(recipe_run: Path) -> str:
@@ -286,7 +295,8 @@ def _table(p: dict[str, Any]) -> str:
         "",
         "| model | val nme_io % | test nme_io % | from |",
         "|---|---|---|---|",
-        f"| teacher fan1 | {_pct(p['teacher_val_nme_io'])} | {_pct(p['teacher_nme_io'])} | recipe |",
+        f"| teacher {p.get('teacher_arch', 'fan1')} | {_pct(p['teacher_val_nme_io'])} | "
+        f"{_pct(p['teacher_nme_io'])} | recipe |",
         f"| student pfld025, KD | {_pct(p['student_kd_val_nme_io'])} | {_pct(p['student_kd_nme_io'])} | recipe |",
         f"| student pfld025, no KD (same budget) | {_pct(p['student_no_kd_val_nme_io'])} | "
         f"{_pct(p['student_no_kd_nme_io'])} | {p['student_no_kd_from'] or '–'} |",
@@ -304,12 +314,14 @@ def _table(p: dict[str, Any]) -> str:
         + (f"Recipe from scratch: {p['recipe_wall_s'] / 60:.0f} min" if p["recipe_wall_s"] else "")
         + (f" ({p['recipe_wall_note']})." if p.get("recipe_wall_note") else "."),
         "",
-        "## Unlabeled faces (the same optimizer steps per arm; the recipe's hyperparameters but the feature KD weight)",
+        "## Unlabeled faces (the same optimizer steps per arm; the recipe's hyperparameters but the feature KD "
+        "weight and the teacher, which the columns name)",
         "",
-        "| arm | student epochs | feature KD weight | val nme_io % | test nme_io % | from |",
-        "|---|---|---|---|---|---|",
-        *[f"| {k} | {v['epochs']} | {v.get('feature_weight') or '–'} | {_pct(v['val_nme_io'])} | "
-          f"{_pct(v['test_nme_io'])} | {v.get('from', '')} |" for k, v in p["unlabeled_arms"].items()],
+        "| arm | student epochs | teacher | feature KD weight | val nme_io % | test nme_io % | from |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {k} | {v['epochs']} | {v.get('teacher') or '–'} | {v.get('feature_weight') or '–'} | "
+          f"{_pct(v['val_nme_io'])} | {_pct(v['test_nme_io'])} | {v.get('from', '')} |"
+          for k, v in p["unlabeled_arms"].items()],
         "",
         *_tuning_lines(p.get("kd_tuning")),
         "Commands: `python -m recipes run recipes/300w_pfld025.yaml --out runs/300w_recipe`, then "

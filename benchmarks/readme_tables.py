@@ -60,7 +60,8 @@ def gap_table(gap: dict[str, Any]) -> str:
     lines = [
         "| model (300-W common test, 554 faces) | nme_io % | made by |",
         "|---|---|---|",
-        f"| teacher FAN (fan1, width 64, 128 px) | {_pct(gap['teacher_nme_io'])} | recipe |",
+        f"| teacher FAN ({gap.get('teacher_label', 'fan1, width 64, 128 px')}) | {_pct(gap['teacher_nme_io'])} "
+        "| recipe |",
         f"| student pfld025 + KD | {_pct(kd)} | recipe |",
         f"| student pfld025, no KD, same budget | {_pct(no_kd)} | "
         f"{gap.get('student_no_kd_from') or '`benchmarks/distill_gap.py arms`'} |",
@@ -82,11 +83,11 @@ def gap_table(gap: dict[str, Any]) -> str:
     ]
     arms = gap.get("unlabeled_arms") or {}
     if arms:
-        lines += ["", "| data arm (KD, the same optimizer steps each) | student epochs | feature KD weight "
-                  "| val nme_io % | test nme_io % | made by |", "|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {a['epochs']} | {a.get('feature_weight') or '–'} | {_pct(a['val_nme_io'])} | "
-                  f"{_pct(a['test_nme_io'])} | {a.get('from', '`benchmarks/distill_gap.py arms`')} |"
-                  for name, a in arms.items()]
+        lines += ["", "| data arm (KD, the same optimizer steps each) | student epochs | teacher | feature KD weight "
+                  "| val nme_io % | test nme_io % | made by |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {a['epochs']} | {a.get('teacher') or '–'} | {a.get('feature_weight') or '–'} | "
+                  f"{_pct(a['val_nme_io'])} | {_pct(a['test_nme_io'])} | "
+                  f"{a.get('from', '`benchmarks/distill_gap.py arms`')} |" for name, a in arms.items()]
     tuning = gap.get("kd_tuning")
     if tuning:
         lines += ["", f"| KD setting ({tuning['epochs']} epochs, validation only) | gt / output / feature | lr | loss "
