@@ -46,7 +46,7 @@ def test_real_data_recipe_validates(shared_data, monkeypatch):
     monkeypatch.chdir(REPO)
     recipe = load_recipe(RECIPES / "300w_pfld025.yaml")
     assert recipe.prune.enabled and recipe.prune.ratio == pytest.approx(0.3)
-    assert recipe.teacher.arch == "fan1" and recipe.student.arch == "pfld025" and not recipe.student.no_kd
+    assert recipe.teacher.arch == "fan2" and recipe.student.arch == "pfld025" and not recipe.student.no_kd
     assert recipe.produced() == ("onnx_fp32", "tflite_fp32", "onnx_int8", "tflite_int8")
 
 
