@@ -8,7 +8,10 @@ faces; images/s is the trainer's own measure of its epoch (validation excluded).
   the student (the old path), fp32, NCHW activations;
 * after: images decoded once (:mod:`landmarks.data.cache`), each model's view cut at its own
   size, bf16 autocast where the CPU has it (the student's strided depthwise layers in fp32),
-  channels-last activations.
+  channels-last activations;
+* after, step alone: the after arm's training step on one batch held in memory, stepped again
+  and again (no image loaded or augmented): the ceiling of any data-path change, also timed
+  for student + KD at larger batches (``--step-batch-sizes``).
 
     python benchmarks/train_throughput.py --data ../shared/data/300w/helen/trainset --steps 16
 """
