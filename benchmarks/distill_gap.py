@@ -83,8 +83,8 @@ def arm_config(name: str, base: Any, out: Path, unlabeled_ratio: float = 0.3) ->
 
 
 def same_student_config(a: Any, b: Any) -> bool:
-    """Whether two distill configs train the same student (run folder, progress bar and where the
-    same teacher came from aside)."""
+    """Whether two distill configs train the same student: data, student, KD weights and seed. The
+    teacher is not compared (an adopted run may have had another one); each arm's row names it."""
     def folders(spec: str | None) -> list[str] | None:
         return None if spec is None else [str(Path(p).resolve()) if Path(p).exists() else p for p in spec.split(",")]
 
@@ -295,7 +295,7 @@ def _table(p: dict[str, Any]) -> str:
         "",
         "| model | val nme_io % | test nme_io % | from |",
         "|---|---|---|---|",
-        f"| teacher {p.get('teacher_arch', 'fan1')} | {_pct(p['teacher_val_nme_io'])} | "
+        f"| teacher {p['teacher_arch']} | {_pct(p['teacher_val_nme_io'])} | "
         f"{_pct(p['teacher_nme_io'])} | recipe |",
         f"| student pfld025, KD | {_pct(p['student_kd_val_nme_io'])} | {_pct(p['student_kd_nme_io'])} | recipe |",
         f"| student pfld025, no KD (same budget) | {_pct(p['student_no_kd_val_nme_io'])} | "

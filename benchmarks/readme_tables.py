@@ -60,8 +60,7 @@ def gap_table(gap: dict[str, Any]) -> str:
     lines = [
         "| model (300-W common test, 554 faces) | nme_io % | made by |",
         "|---|---|---|",
-        f"| teacher FAN ({gap.get('teacher_label', 'fan1, width 64, 128 px')}) | {_pct(gap['teacher_nme_io'])} "
-        "| recipe |",
+        f"| teacher FAN ({gap['teacher_label']}) | {_pct(gap['teacher_nme_io'])} | recipe |",
         f"| student pfld025 + KD | {_pct(kd)} | recipe |",
         f"| student pfld025, no KD, same budget | {_pct(no_kd)} | "
         f"{gap.get('student_no_kd_from') or '`benchmarks/distill_gap.py arms`'} |",

@@ -25,13 +25,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
 from benchmarks.common import cpu_name, save_results
 from distill.config import KDConfig, TeacherConfig, TrainConfig
@@ -63,7 +62,7 @@ def _no_validation(_: torch.nn.Module) -> dict[str, float]:
     return {}
 
 
-def _arm(task_name: str, setting: Setting, data: str) -> tuple[Any, Any]:
+def _arm(task_name: str, setting: Setting, data: str) -> tuple[Dataset, TeacherTask | StudentTask]:
     """The dataset and training task of one arm, built as ``setting`` says."""
     torch.manual_seed(0)
     teacher_view = TEACHER_SIZE if (task_name == "student_kd" and setting.own_views) else None
