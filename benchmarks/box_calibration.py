@@ -31,10 +31,11 @@ if str(ROOT) not in sys.path:
 from landmarks.atomic import write_json, write_text  # noqa: E402
 from landmarks.coords import CropTransform, crop_face, landmark_box  # noqa: E402
 from landmarks.data import load_records, read_image  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.detect import BoxCalibration, FaceDetector, calibrated_box, load_detector  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "300w"
+DATA = data_root() / "300w"
 TRAIN = ("helen/trainset", "lfpw/trainset", "afw")
 TEST = ("helen/testset", "lfpw/testset")
 RESULTS = ROOT / "benchmarks" / "results" / "box_calibration"

@@ -20,6 +20,17 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a results file may show it: relative to the current folder or the data root
+    (``$LANDMARKS_DATA``) when inside one, else its last two parts; never a machine's absolute path."""
+    from landmarks.data.specs import dataset_name
+
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(Path.cwd()):
+        return resolved.relative_to(Path.cwd()).as_posix()
+    return dataset_name(path)
+
+
 def save_results(folder: Path, name: str, payload: dict[str, Any], table: str, command: str | None = None) -> None:
     """The end of a benchmark: ``NAME.json`` (the numbers) and ``NAME.md`` (the table, ending with
     the command that made it when one is given) in ``folder``; the table is also printed."""

@@ -26,9 +26,10 @@ from benchmarks.common import save_results
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 from distill.pipeline import run_distillation
 from landmarks.atomic import write_json
+from landmarks.data.specs import data_root
 from landmarks.errors import cli_errors
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
+SHARED = data_root() / "300w"
 TRAIN = ("helen/trainset", "lfpw/trainset", "afw")
 TEST = ("helen/testset", "lfpw/testset")
 RESULTS = Path(__file__).resolve().parent / "results"

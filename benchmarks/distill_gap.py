@@ -34,12 +34,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import cpu_name, save_results  # noqa: E402
+from benchmarks.common import cpu_name, save_results, shown_path  # noqa: E402
 from landmarks.atomic import write_json  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_root()
 RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
 TEST = ("300w/helen/testset", "300w/lfpw/testset")
 YOUTUBE = "youtube_faces"
@@ -228,10 +229,10 @@ def collect(recipe_run: Path, arms_dir: Path, recipe_wall_s: float | None, wall_
         "recipe_wall_s": recipe_wall_s if recipe_wall_s is not None else manifest.get("wall_seconds"),
         "recipe_wall_note": wall_note,
         "recipe_git_commit": manifest.get("git_commit"),
-        "checkpoints": {"teacher": str(recipe_run / "checkpoints" / "teacher.pt"),
-                        "student_kd": str(recipe_run / "checkpoints" / "student.pt"),
-                        "student_nokd": str(no_kd_path) if no_kd_path is not None else None,
-                        "pruned": str(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
+        "checkpoints": {"teacher": shown_path(recipe_run / "checkpoints" / "teacher.pt"),
+                        "student_kd": shown_path(recipe_run / "checkpoints" / "student.pt"),
+                        "student_nokd": shown_path(no_kd_path) if no_kd_path is not None else None,
+                        "pruned": shown_path(recipe_run / "checkpoints" / "prune" / "pruned.pt")},
         "unlabeled_arms": {k: {"val_nme_io": v["val_nme_io"], "test_nme_io": v["test_nme_io"],
                                "epochs": v["epochs"], "feature_weight": v.get("feature_weight"),
                                "teacher": v.get("teacher"), "from": v.get("from", "`distill_gap.py arms`")}
@@ -377,7 +378,7 @@ def main() -> int:
                 continue
             cfg, no_kd = arm_config(name, base, args.out / name, args.unlabeled_ratio)
             if name in adopted:
-                adopt_run(name, cfg, adopted[name], f"adopted from {adopted[name]}")
+                adopt_run(name, cfg, adopted[name], f"adopted from {shown_path(adopted[name])}")
             elif not no_kd and _trained_with(recipe_student, cfg):
                 adopt_run(name, cfg, recipe_student, "recipe")
             else:

@@ -33,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import cpu_name  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.errors import ConfigError, cli_errors  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "300w"
+DATA = data_root() / "300w"
 TRAIN = ("helen/trainset", "lfpw/trainset", "afw")
 TEST = ("helen/testset", "lfpw/testset")
 RESULTS = ROOT / "benchmarks" / "results" / "prune_300w"

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/quant_int8.py --onnx student.onnx --calib synthetic --eval synthetic
 
 Defaults: the 300-W train faces (Helen, LFPW train, AFW) for calibration and the 300-W common
-test set (Helen + LFPW test) as eval when ``../shared/data/300w`` exists, synthetic otherwise.
+test set (Helen + LFPW test) as eval when ``$LANDMARKS_DATA/300w`` exists, synthetic otherwise.
 Without ``--checkpoint``/``--onnx`` a randomly initialized pfld025 is used (timing and size only
 mean something then; say so when quoting). Writes ``benchmarks/results/quant_int8.{json,md}``.
 """
@@ -24,9 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import cpu_name  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.metadata import ArtifactMetadata  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "300w"
+DATA = data_root() / "300w"
 TRAIN = ("helen/trainset", "lfpw/trainset", "afw")
 TEST = ("helen/testset", "lfpw/testset")
 

@@ -1,12 +1,13 @@
-"""Regenerate the README's result tables from the files that hold the results (never typed).
+"""Regenerate the result tables of the README and docs/EXPERIMENTS.md from the files that hold the
+results (never typed).
 
-* ``<!-- shipped:begin -->`` ... ``<!-- shipped:end -->``: the shipped models, from
+* README ``<!-- shipped:begin -->`` ... ``<!-- shipped:end -->``: the shipped models, from
   ``landmarks/zoo/manifest.json`` (``python -m landmarks.zoo publish RUN_DIR``);
-* ``<!-- gap:begin -->`` ... ``<!-- gap:end -->``: the 300-W distillation table, from
-  ``benchmarks/results/distill_gap.json`` (``python benchmarks/distill_gap.py collect``).
+* docs/EXPERIMENTS.md ``<!-- gap:begin -->`` ... ``<!-- gap:end -->``: the 300-W distillation
+  table, from ``benchmarks/results/distill_gap.json`` (``python benchmarks/distill_gap.py collect``).
 
-    python benchmarks/readme_tables.py            # rewrite README.md in place
-    python benchmarks/readme_tables.py --check    # exit 1 if README.md is out of date
+    python benchmarks/readme_tables.py            # rewrite both files in place
+    python benchmarks/readme_tables.py --check    # exit 1 if either is out of date
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
 ZOO_MANIFEST = ROOT / "landmarks" / "zoo" / "manifest.json"
 GAP = ROOT / "benchmarks" / "results" / "distill_gap.json"
 
@@ -38,7 +40,7 @@ def shipped_table(zoo: dict[str, Any]) -> str:
         "| file | format | precision | size | nme_io % | vs reference | latency (batch 1) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for f in zoo["files"]:
+    for f in zoo["artifacts"]:
         regression = f.get("regression")
         reg = f"{100 * regression:+.2f} % vs {f.get('reference')}" if isinstance(regression, float) else "–"
         latency = (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads')} threads)"
@@ -97,38 +99,41 @@ def gap_table(gap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _replace(text: str, block: str, body: str) -> str:
+def _replace(text: str, block: str, body: str, name: str) -> str:
     pattern = re.compile(rf"(<!-- {block}:begin -->\n).*?(\n<!-- {block}:end -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no <!-- {block}:begin --> ... <!-- {block}:end --> block")
+        raise SystemExit(f"{name} has no <!-- {block}:begin --> ... <!-- {block}:end --> block")
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 
-def render(text: str) -> str:
-    if ZOO_MANIFEST.is_file():
-        text = _replace(text, "shipped", shipped_table(json.loads(ZOO_MANIFEST.read_text())))
-    if GAP.is_file():
-        text = _replace(text, "gap", gap_table(json.loads(GAP.read_text())))
+def render(path: Path, text: str) -> str:
+    if path == README and ZOO_MANIFEST.is_file():
+        text = _replace(text, "shipped", shipped_table(json.loads(ZOO_MANIFEST.read_text())), path.name)
+    if path == EXPERIMENTS and GAP.is_file():
+        text = _replace(text, "gap", gap_table(json.loads(GAP.read_text())), path.name)
     return text
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="exit 1 when README.md differs from what it would be")
+    p.add_argument("--check", action="store_true", help="exit 1 when a file differs from what it would be")
     args = p.parse_args()
-    current = README.read_text()
-    new = render(current)
-    if args.check:
-        if new != current:
-            print("README.md tables are out of date: run python benchmarks/readme_tables.py")
-            return 1
-        return 0
-    if new != current:
-        sys.path.insert(0, str(ROOT))
-        from landmarks.atomic import write_text
+    stale = []
+    for path in (README, EXPERIMENTS):
+        current = path.read_text()
+        new = render(path, current)
+        if new == current:
+            continue
+        stale.append(path.relative_to(ROOT).as_posix())
+        if not args.check:
+            sys.path.insert(0, str(ROOT))
+            from landmarks.atomic import write_text
 
-        write_text(README, new)
-    print("README.md tables up to date")
+            write_text(path, new)
+    if args.check and stale:
+        print(f"{', '.join(stale)}: tables out of date; run python benchmarks/readme_tables.py")
+        return 1
+    print("README.md and docs/EXPERIMENTS.md tables up to date")
     return 0
 
 

@@ -34,10 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import shown_path  # noqa: E402
 from landmarks.atomic import write_json, write_text  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.errors import cli_errors  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "300w"
+DATA = data_root() / "300w"
 TEST = ("helen/testset", "lfpw/testset")
 HEADLINE_PRUNE_ARM = "r0.3_kd"  # what recipes/300w_pfld025.yaml ships: 30 % of parameters, KD recovery
 COMMAND = "python benchmarks/results_page.py"
@@ -166,7 +168,7 @@ def headline_rows(sources: Sources, manifest: dict[str, Any] | None, manifest_pa
         caveats["quant"] = f"quant_int8.json is not usable here (model: {quant.get('model')})"
         quant = None
     if manifest is not None and not on_300w_common(manifest.get("eval_set", {}).get("name")):
-        caveats["manifest"] = f"{manifest_path} was not evaluated on the 300-W common test set"
+        caveats["manifest"] = f"{shown_path(manifest_path)} was not evaluated on the 300-W common test set"
         manifest, manifest_path = None, None
 
     run_dir = Path((distill or {}).get("config", {}).get("out") or sources.runs / "300w" / "kd")
@@ -281,9 +283,10 @@ def _int8_row(fmt: str, manifest: dict[str, Any] | None, manifest_path: Path | N
     macs = (foot or {}).get("macs")
     for a in (manifest or {}).get("artifacts", []):
         if a["name"] == f"{fmt}_int8":
-            return _row(label, f"manifest ({manifest_path})", nme_io=a.get("nme_io"), fr_010=a.get("fr@0.10"),
-                        auc_008=a.get("auc@0.08"), bytes=a.get("bytes"), params=a.get("params"),
-                        latency_manifest=a.get("latency_ms"), latency=suite_lat, verdict=a.get("verdict"))
+            return _row(label, f"manifest ({shown_path(manifest_path)})", nme_io=a.get("nme_io"),
+                        fr_010=a.get("fr@0.10"), auc_008=a.get("auc@0.08"), bytes=a.get("bytes"),
+                        params=a.get("params"), latency_manifest=a.get("latency_ms"), latency=suite_lat,
+                        verdict=a.get("verdict"))
     if fmt == "onnx" and unpruned is not None and unpruned.get("nme_int8") is not None:
         return _merge(_row(label, "prune_300w.json (unpruned arm)", nme_io=unpruned["nme_int8"],
                            bytes=unpruned.get("onnx_int8_bytes"), params=unpruned.get("params"),
@@ -399,7 +402,7 @@ def _manifest_section(manifest: dict[str, Any] | None, path: Path | None) -> lis
     if manifest is None:
         return ["## Recipe run", "", "pending: a recipe folder's `manifest.json` "
                 "(`python -m recipes run recipes/300w_pfld025.yaml --out runs/<name>`)", ""]
-    lines = ["## Recipe run", "", f"`{path}`: recipe `{manifest['recipe']['name']}`, commit "
+    lines = ["## Recipe run", "", f"`{shown_path(path)}`: recipe `{manifest['recipe']['name']}`, commit "
              f"`{str(manifest.get('git_commit'))[:12]}`, eval set `{manifest['eval_set'].get('name')}` "
              f"({manifest['eval_set'].get('count')} faces).", "",
              "| artifact | nme_io % | FR@0.10 | AUC@0.08 | size | params | latency | regression | verdict |",

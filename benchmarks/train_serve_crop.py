@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from distill.tasks import model_input  # noqa: E402
 from landmarks.atomic import write_json  # noqa: E402
 from landmarks.data import open_dataset  # noqa: E402
+from landmarks.data.specs import data_root  # noqa: E402
 from landmarks.metrics import compute_metrics  # noqa: E402
 from landmarks.models import load_checkpoint  # noqa: E402
 
@@ -45,7 +46,7 @@ def nme_io(model: torch.nn.Module, meta, data: str, crop_size: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--data-root", type=Path, default=data_root())
     p.add_argument("--resize-from", type=int, default=128)
     args = p.parse_args()
     ckpt = load_checkpoint(args.checkpoint)

@@ -13,7 +13,7 @@ faces; images/s is the trainer's own measure of its epoch (validation excluded).
   and again (no image loaded or augmented): the ceiling of any data-path change, also timed
   for student + KD at larger batches (``--step-batch-sizes``).
 
-    python benchmarks/train_throughput.py --data ../shared/data/300w/helen/trainset --steps 16
+    python benchmarks/train_throughput.py --data $LANDMARKS_DATA/300w/helen/trainset --steps 16
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from distill.config import KDConfig, TeacherConfig, TrainConfig
 from distill.engine import Trainer
 from distill.tasks import StudentTask, TeacherTask
 from landmarks.data import AugmentConfig, open_dataset
+from landmarks.data.specs import data_root
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models import create_model
 
@@ -134,7 +135,7 @@ def compute_ceiling(task_name: str, setting: Setting, data: str, steps: int, bat
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/300w/helen/trainset", help="training faces to read")
+    p.add_argument("--data", default=str(data_root() / "300w/helen/trainset"), help="training faces to read")
     p.add_argument("--steps", type=int, default=16, help="measured batches per arm")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2, help="alternate before/after this many times (best kept)")

@@ -8,7 +8,7 @@ validation and start-up are in the process wall time, reported beside it).
 
     git worktree add ../before caf6905
     python benchmarks/train_throughput_commits.py --before ../before \\
-        --data ../shared/data/300w/helen/trainset --val-data ../shared/data/300w/lfpw/testset
+        --data $LANDMARKS_DATA/300w/helen/trainset --val-data $LANDMARKS_DATA/300w/lfpw/testset
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from distill.config import (
     PRECISIONS,
@@ -17,7 +18,7 @@ from distill.config import (
     TeacherConfig,
     TrainConfig,
 )
-from landmarks.cli import new_parser
+from landmarks.cli import add_data, add_device, add_out, add_progress, add_seed, new_parser, show_progress
 from landmarks.errors import ConfigError, cli_errors
 
 # OpenMP threads that spin while waiting make every torch step several times slower on shared,
@@ -45,11 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher", default="fan", help=f"teacher architecture: {', '.join(teachers)} (fan = fan1, sized for a CPU)"
     )
     p.add_argument("--student", default="pfld025", help=f"student architecture: {', '.join(students)}")
-    p.add_argument(
-        "--data",
-        default="synthetic",
-        help="training faces: a dataset path (comma-separated for several), or 'synthetic' / 'synthetic:N'",
-    )
+    add_data(p)
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
     p.add_argument(
         "--val-split",
@@ -99,11 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-train", type=int, default=_DATA.synthetic_train, help="synthetic training faces")
     p.add_argument("--synthetic-val", type=int, default=_DATA.synthetic_val, help="synthetic validation faces")
     p.add_argument("--workers", type=int, default=_DATA.num_workers, help="data-loading processes (0: in-process)")
-    p.add_argument("--out", default="runs/distill", help="run folder for checkpoints, logs and metrics")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--seed", type=int, default=0)
+    add_out(p, "runs/distill", "run folder for checkpoints, logs and metrics")
+    add_device(p)
+    add_seed(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out exactly")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    add_progress(p)
     return p
 
 
@@ -145,15 +142,16 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
         out=args.out,
         device=args.device,
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=show_progress(args.progress),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with cli_errors(PROG):
+    with cli_errors(PROG) as errors:
         from distill.pipeline import run_distillation
 
+        errors.folder = Path(args.out)
         cfg = config_from_args(args)
         result = run_distillation(cfg, resume=args.resume, no_kd=args.no_kd)
         if result.metrics:

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from landmarks.cli import DEVICES
 from landmarks.coords import DEFAULT_CROP_SCALE
 from landmarks.errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
 HEATMAP_LOSSES = ("awing", "mse")
 STUDENT_LOSSES = ("pfld", "wing")
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -289,14 +289,18 @@ class Trainer:
     def _load_state(self) -> tuple[int, int, list[EpochRecord]]:
         try:
             payload = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        except Exception as err:  # reads only the state file; a corrupt one fails in many ways
+            raise ModelError(f"{self.state_path}: cannot resume from this state file ({err})") from err
+        try:
             self.task.modules.load_state_dict(payload["modules"])
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.average is not None:
                 if payload.get("average") is None:
                     raise ValueError("it was saved without a weight average; resume with the same ema_decay")
                 self.average.load_state_dict(payload["average"])
-        except Exception as err:  # corrupt or foreign file: one clear line for the user
-            raise ModelError(f"{self.state_path}: cannot resume from this state file ({err})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            # a state file of another model, optimizer or weight average: one clear line for the user
+            raise ModelError(f"{self.state_path}: cannot resume from this state file ({err})") from err
         torch.set_rng_state(payload["torch_rng"].cpu())
         history = [EpochRecord(**r) for r in payload["history"]]
         return int(payload["epoch"]), int(payload["step_in_epoch"]), history

@@ -19,7 +19,7 @@ from export.config import (
     MIN_OPSET,
     ExportConfig,
 )
-from landmarks.cli import check_output_dir, new_parser
+from landmarks.cli import add_out, add_threads, check_output_dir, new_parser
 from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
 
 PROG = "python -m export"
@@ -30,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         PROG,
         "Export a landmarks torch checkpoint to deployable FP32 ONNX and/or TFLite files with "
         "artifact metadata, checking each against the torch model on real faces.",
-        epilog="Exit status: 0 success, 1 parity bound exceeded (nothing written), 2 usage or input error.",
+        epilog="Exit status: 0 success, 1 an artifact was rejected (parity bound exceeded; nothing written), "
+        "2 usage or input error, 3 internal error (traceback in OUT/error.log).",
     )
     parser.add_argument("checkpoint", help="torch checkpoint written by the distill stage (.pt)")
-    parser.add_argument("--out", default=".", help="output folder (created if missing; default: .)")
+    add_out(parser, ".", "output folder, created if missing")
     parser.add_argument("--name", help="file stem of the artifacts (default: the checkpoint's stem)")
     parser.add_argument(
         "--formats", default=",".join(FORMATS),
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"ONNX opset, >= {MIN_OPSET} (default: %(default)s)")
     parser.add_argument(
         "--parity-data", default="auto", metavar="PATH|synthetic|auto",
-        help="faces for the parity check: a dataset folder, 'synthetic', or 'auto' = the shared "
-        "300-W Helen test faces when present, else synthetic (default: auto)",
+        help="faces for the parity check: a dataset folder, 'synthetic', or 'auto' = "
+        "$LANDMARKS_DATA/300w/helen/testset when present, else synthetic (default: auto)",
     )
     parser.add_argument("--parity-count", type=int, default=64, help="faces to check (default: %(default)s)")
     parser.add_argument("--parity-bound-onnx", type=float, default=DEFAULT_BOUND_ONNX,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="same for FP32 TFLite (default: %(default)g)")
     parser.add_argument("--parity-bound-fp16", type=float, default=DEFAULT_BOUND_FP16,
                         help="same for the FP16 ONNX variant (default: %(default)g)")
+    add_threads(parser)
     parser.add_argument("--json", action="store_true", help="print the artifact reports as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
@@ -63,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    with cli_errors(PROG):
-        check_output_dir(args.out)
+    with cli_errors(PROG) as errors:
+        errors.folder = check_output_dir(args.out)
         from export.pipeline import export_checkpoint
         from export.report import ParityError
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             parity_bound_onnx=args.parity_bound_onnx,
             parity_bound_tflite=args.parity_bound_tflite,
             parity_bound_fp16=args.parity_bound_fp16,
+            num_threads=args.threads,
         )
         try:
             artifacts = export_checkpoint(args.checkpoint, args.out, config, name=args.name)

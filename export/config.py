@@ -21,7 +21,7 @@ class ExportConfig:
     """Options of one export run; a bad value raises :class:`ConfigError` here, before any work.
 
     ``parity_data`` is a dataset spec for ``landmarks.data.open_dataset`` (a folder, or
-    ``synthetic``) or ``auto``: the shared 300-W Helen test faces when present, else synthetic.
+    ``synthetic``) or ``auto``: ``$LANDMARKS_DATA/300w/helen/testset`` when present, else synthetic.
     """
 
     formats: tuple[str, ...] = FORMATS
@@ -32,7 +32,7 @@ class ExportConfig:
     parity_bound_onnx: float = DEFAULT_BOUND_ONNX
     parity_bound_tflite: float = DEFAULT_BOUND_TFLITE
     parity_bound_fp16: float = DEFAULT_BOUND_FP16
-    num_threads: int = 2
+    num_threads: int | None = None  # parity-check inference threads; None: the runtime's choice
 
     def __post_init__(self) -> None:
         formats = tuple(self.formats)
@@ -56,7 +56,7 @@ class ExportConfig:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value}")
-        if self.num_threads < 1:
+        if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be at least 1, got {self.num_threads}")
 
     @classmethod

@@ -11,19 +11,20 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from export.report import ParityResult
+from landmarks.data.specs import data_root
 from landmarks.errors import DataError
 from landmarks.evaluate import EvalReport, Evaluator
 from landmarks.metadata import ArtifactMetadata
 
-# The shared 300-W test faces (never copied into the repository); synthetic faces otherwise.
-SHARED_TEST_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w" / "helen" / "testset"
+# Real faces for ``auto``: the 300-W Helen test crops under the data root ($LANDMARKS_DATA/300w/helen/testset)
+# when they are there; synthetic faces otherwise.
+HELEN_TEST = ("300w", "helen", "testset")
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ class ParityFaces:
 
 
 def resolve_parity_spec(spec: str) -> str:
-    """``auto`` -> the shared Helen test faces when present, else ``synthetic``."""
+    """``auto`` -> the 300-W Helen test faces under the data root when present, else ``synthetic``."""
     if spec != "auto":
         return spec
-    return str(SHARED_TEST_FACES) if SHARED_TEST_FACES.is_dir() else "synthetic"
+    helen = data_root().joinpath(*HELEN_TEST)
+    return str(helen) if helen.is_dir() else "synthetic"
 
 
 def load_parity_faces(spec: str, metadata: ArtifactMetadata, count: int) -> ParityFaces:

@@ -29,7 +29,7 @@ from export.tflite_export import (
 from landmarks.artifact import sidecar_path, write_sidecar
 from landmarks.atomic import atomic_path
 from landmarks.cli import check_output_dir
-from landmarks.errors import ConfigError, ModelError, UnsupportedBackendError
+from landmarks.errors import ConfigError, ModelError, UnsupportedBackendError, step
 from landmarks.evaluate import EvalReport, Evaluator
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256, load_checkpoint
@@ -119,19 +119,22 @@ def _build_and_check(
     staged: list[_Staged] = []
     onnx_path = stage / f"{name}.onnx"
     log.info("exporting %s to ONNX (opset %d)", name, config.opset)
-    export_onnx(model, metadata, onnx_path, opset=config.opset)
+    with step(f"export: torch -> ONNX (opset {config.opset})", own_files=True):
+        export_onnx(model, metadata, onnx_path, opset=config.opset)
     onnx_meta = metadata.replace(layout="NCHW")
     if "onnx" in config.formats:
         staged.append(_check(onnx_path, out_dir, "onnx", "fp32", onnx_meta, evaluator, reference,
                              config.parity_bound_onnx, config))
     if config.fp16:
-        fp16_path = write_fp16_variant(onnx_path, stage / f"{name}.fp16.onnx")
+        with step("export: FP16 ONNX variant", own_files=True):
+            fp16_path = write_fp16_variant(onnx_path, stage / f"{name}.fp16.onnx")
         staged.append(_check(fp16_path, out_dir, "onnx", "fp16", onnx_meta, evaluator, reference,
                              config.parity_bound_fp16, config))
     if "tflite" in config.formats:
         log.info("converting %s to TFLite via onnx2tf", name)
-        saved_model = onnx_to_saved_model(onnx_path, stage / "tf")
-        tflite_path = saved_model_to_tflite(saved_model, stage / f"{name}.tflite")
+        with step("export: ONNX -> TFLite (onnx2tf, TFLite converter)", own_files=True):
+            saved_model = onnx_to_saved_model(onnx_path, stage / "tf")
+            tflite_path = saved_model_to_tflite(saved_model, stage / f"{name}.tflite")
         tflite_meta = metadata.replace(layout="NHWC")
         write_sidecar(tflite_path, tflite_meta)
         staged.append(_check(tflite_path, out_dir, "tflite", "fp32", tflite_meta, evaluator, reference,
@@ -150,7 +153,8 @@ def _check(
     bound: float,
     config: ExportConfig,
 ) -> _Staged:
-    parity = check_parity(path, reference, evaluator, bound, num_threads=config.num_threads)
+    with step(f"export: parity check of {path.name}", own_files=True):
+        parity = check_parity(path, reference, evaluator, bound, num_threads=config.num_threads)
     log.info("%s: max |diff| %.2e (bound %.0e)", path.name, parity.max_abs_diff, bound)
     target = out_dir / path.name
     artifact = ExportedArtifact(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from landmarks.errors import GateRejected
 from landmarks.metadata import ArtifactMetadata
 
 
@@ -92,8 +93,9 @@ class ExportedArtifact:
         )
 
 
-class ParityError(Exception):
-    """An export exceeded its parity bound; nothing was written. Exit status 1, not a usage error."""
+class ParityError(GateRejected):
+    """An export exceeded its parity bound (its acceptance check against the torch model); nothing
+    was written. Exit status 1, as for any rejected artifact."""
 
     def __init__(self, artifacts: list[ExportedArtifact]) -> None:
         self.artifacts = artifacts

@@ -4,4 +4,4 @@ Heavy backends (onnxruntime, LiteRT, TensorFlow) are imported lazily where they 
 so ``import landmarks`` works with only the core dependencies installed.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one version string (pyproject.toml reads it; CHANGELOG.md names it)

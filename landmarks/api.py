@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from landmarks.coords import CropTransform, crop_face
+from landmarks.describe import ModelDescription
 from landmarks.detect import FaceDetector, calibrated_box, load_detector
 from landmarks.errors import ConfigError, DataError
 from landmarks.runtimes import Predictor, load_predictor
@@ -124,16 +125,22 @@ class FaceLandmarker:
     ``model``: an ONNX / TFLite artifact or a torch checkpoint; ``None`` is the shipped INT8 model
     (:func:`landmarks.zoo.default_model`, a :class:`~landmarks.errors.ModelError` when none is shipped).
     ``detector``: a name of :data:`landmarks.detect.DETECTORS`, or ``None`` for face crops.
+    ``description``: how to feed a model without metadata (:class:`landmarks.describe.ModelDescription`,
+    the same as the commands' ``--input-size``, ``--mean``, ... flags).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, detector: str | None = "dlib-hog",
-                 upsample: int | None = None, max_faces: int | None = None, threads: int | None = None) -> None:
+                 upsample: int | None = None, max_faces: int | None = None, threads: int | None = None,
+                 description: ModelDescription | None = None) -> None:
+        from landmarks.describe import model_metadata
+
         if model is None:
             from landmarks.zoo import default_model
 
             model = default_model()
         self.model_path = Path(model)
-        self.predictor = load_predictor(self.model_path, num_threads=threads)
+        metadata = model_metadata(self.model_path, description) if self.model_path.is_file() else None
+        self.predictor = load_predictor(self.model_path, num_threads=threads, metadata=metadata)
         self.detector = None if detector is None else load_detector(detector, upsample=upsample)
         self.pipeline = LandmarkPipeline(self.predictor, self.detector, max_faces=max_faces)
 

@@ -60,7 +60,7 @@ def read_onnx_metadata(model: str | os.PathLike[str] | Any, where: str | None = 
 def write_onnx_metadata(model: Any, metadata: ArtifactMetadata) -> None:
     """Replace the metadata keys in a ``ModelProto``'s ``metadata_props``, keeping any other keys."""
     strings = metadata.to_strings()
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in strings]
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     for key, value in [*kept, *strings.items()]:
         entry = model.metadata_props.add()

@@ -1,9 +1,12 @@
-"""Small pieces every command line shares."""
+"""Small pieces every command line shares: the parser, ``--version``, and the options that mean the
+same in every command (``--threads``, ``--progress``, ``--device``, ``--seed``, ``--data``,
+``--out``): one name, one default and one help text each, defined here only."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from landmarks import __version__
@@ -46,13 +49,62 @@ def new_parser(
     description: str,
     epilog: str | None = None,
     formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
-    version: bool = True,
 ) -> argparse.ArgumentParser:
     """The ``ArgumentParser`` of a command: its help formatter and the shared ``--version`` flag."""
     parser = _Parser(prog=prog, description=description, epilog=epilog, formatter_class=formatter_class)
-    if version:
-        parser._version = add_version_flag(parser)._actions[-1]
+    parser._version = add_version_flag(parser)._actions[-1]
     return parser
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--threads N``: inference threads; default the runtime's own choice."""
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="inference threads (default: the runtime's choice)")
+
+
+def add_progress(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--progress/--no-progress``; default: bars when stderr is a terminal (see :func:`show_progress`)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress on stderr (default: bars on a terminal, a line now and then in a log)")
+
+
+def show_progress(flag: bool | None) -> bool:
+    """The value of ``--progress``: as given, else whether stderr is a terminal."""
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="torch device for training (auto: CUDA when available, else CPU)")
+
+
+def add_seed(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed; a run is deterministic for a seed")
+
+
+def add_data(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "training faces") -> None:
+    """``--data``: a dataset path (several joined by commas) or ``synthetic[:N]``."""
+    parser.add_argument("--data", default="synthetic",
+                        help=f"{what}: a dataset path (comma-separated for several), or synthetic[:N]")
+
+
+def add_out(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None, what: str) -> None:
+    """``--out``: where the command writes (``what`` says which files, and the default when it is None)."""
+    parser.add_argument("--out", default=default, help=what if default is None else f"{what} (default: {default})")
 
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:

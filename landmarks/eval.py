@@ -2,7 +2,9 @@
 
 Thin on purpose: it parses arguments, calls :func:`landmarks.evaluate.evaluate` and the
 plotting functions, and prints the metric table. Writes ``metrics.json``, ``ced.png`` and
-``samples.png`` (atomically) into ``--out``.
+``samples.png`` (atomically) into ``--out``. A model without metadata is described with the flags
+of :mod:`landmarks.describe`; ``--sweep-crop-scale 1.0:1.6:0.1`` prints the NME at each crop scale
+instead (to find the one a model was trained at; it is reported, never applied).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from landmarks.cli import new_parser
+from landmarks.cli import add_out, add_progress, add_threads, new_parser, positive_int, show_progress
+from landmarks.describe import add_description_flags, description_from_args
 from landmarks.errors import cli_errors
 
 PROG = "python -m landmarks.eval"
@@ -34,48 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "data", help="dataset: folder of images + .pts, annot.pkl folder, WFLW list file, or synthetic[:N]"
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, metavar="DIR",
-        help="output folder for metrics.json, ced.png, samples.png (default: ./eval_<model stem>/)",
-    )
-    count = {"type": _positive_int, "metavar": "N"}
+    add_out(parser, None, "output folder for metrics.json, ced.png, samples.png (default: ./eval_<model stem>/)")
+    count = {"type": positive_int, "metavar": "N"}
     parser.add_argument("--batch-size", default=32, help="crops per inference call (default 32)", **count)
     parser.add_argument("--limit", default=None, help="evaluate only the first N faces", **count)
-    parser.add_argument("--threads", default=None, help="inference threads (default: runtime's)", **count)
-    parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="show a progress bar (default: when stderr is a terminal)",
-    )
+    parser.add_argument("--sweep-crop-scale", default=None, metavar="START:END:STEP",
+                        help="print nme_io at each crop scale (e.g. 1.0:1.6:0.1) instead of one evaluation")
+    add_threads(parser)
+    add_progress(parser)
+    add_description_flags(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with cli_errors(PROG):
+    with cli_errors(PROG) as errors:
+        errors.folder = Path(args.out) if args.out is not None else Path(f"eval_{args.model.stem}")
         run(args)
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> None:
     from landmarks.atomic import write_json
     from landmarks.cli import check_output_dir
+    from landmarks.describe import model_metadata
     from landmarks.evaluate import evaluate
     from landmarks.plots import plot_ced, plot_samples
     from landmarks.runtimes import load_predictor
 
-    out = check_output_dir(args.out if args.out is not None else Path(f"eval_{args.model.stem}"))
-    predictor = load_predictor(args.model, num_threads=args.threads)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    out = check_output_dir(Path(args.out) if args.out is not None else Path(f"eval_{args.model.stem}"))
+    metadata = model_metadata(args.model, description_from_args(args))
+    predictor = load_predictor(args.model, num_threads=args.threads, metadata=metadata)
+    progress = show_progress(args.progress)
+    if args.sweep_crop_scale is not None:
+        sweep(predictor, args, progress)
+        return
     # Without a terminal the bar draws nothing useful: one line per stage on stdout instead (unless --no-progress).
     stages = args.progress is None and not progress
     start = time.monotonic()
@@ -91,6 +87,25 @@ def run(args: argparse.Namespace) -> None:
     plot_samples(report.images[:count], report.pred[:count], report.gt[:count], out / "samples.png")
     print_table(report)
     print(f"wrote {out / 'metrics.json'}, {out / 'ced.png'}, {out / 'samples.png'}")
+
+
+def sweep(predictor, args: argparse.Namespace, progress: bool) -> None:
+    """The NME table of ``--sweep-crop-scale``; the lowest is marked, and nothing is applied."""
+    from landmarks.evaluate import parse_range, sweep_crop_scale
+
+    scales = parse_range(args.sweep_crop_scale)
+    results = sweep_crop_scale(predictor, args.data, scales, batch_size=args.batch_size, limit=args.limit,
+                               progress=progress)
+    best = min(results, key=lambda item: item[1].metrics.nme_io)[0]
+    used = predictor.metadata.crop_scale
+    print(f"{predictor.name} ({predictor.runtime}) on {args.data}: nme_io by crop scale "
+          f"({results[0][1].metrics.num_images} faces)")
+    print("crop_scale  nme_io %   fr@0.10")
+    for scale, report in results:
+        marks = (" <- lowest" if scale == best else "") + (" (the model's own)" if abs(scale - used) < 1e-9 else "")
+        print(f"{scale:10.3f}  {report.metrics.nme_io:8.3f}  {report.metrics.fr_010:8.4f}{marks}")
+    print(f"lowest nme_io at crop scale {best:g}; the model is described with {used:g} (reported only: "
+          "nothing was changed)")
 
 
 def print_table(report) -> None:

@@ -135,6 +135,38 @@ def evaluate(
     )
 
 
+def sweep_crop_scale(
+    predictor: Predictor,
+    data: str | os.PathLike[str],
+    scales: Sequence[float],
+    **kwargs: Any,
+) -> list[tuple[float, EvalReport]]:
+    """``evaluate`` at each crop scale (the dataset re-cropped each time): finds the scale a model was
+    trained at. The predictor's own metadata is left as it was; nothing is applied."""
+    own = predictor.metadata
+    reports = []
+    try:
+        for scale in scales:
+            predictor.metadata = own.replace(crop_scale=float(scale))
+            reports.append((float(scale), evaluate(predictor, data, **kwargs)))
+    finally:
+        predictor.metadata = own
+    return reports
+
+
+def parse_range(text: str) -> list[float]:
+    """``"1.0:1.6:0.1"`` -> [1.0, 1.1, ..., 1.6] (the end included, rounded to the step's decimals)."""
+    try:
+        start, end, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"expected START:END:STEP, e.g. 1.0:1.6:0.1, got {text!r}") from None
+    if not (0 < start <= end and step > 0) or (end - start) / step > 1000:
+        raise ConfigError(f"expected 0 < START <= END and 0 < STEP (at most 1000 steps), got {text!r}")
+    decimals = max(0, -int(np.floor(np.log10(step))) + 1)
+    count = int(np.floor((end - start) / step + 1e-9)) + 1
+    return [round(start + i * step, decimals) for i in range(count)]
+
+
 EvalKey = tuple[str, str]  # (artifact identity, eval-set content hash)
 DEFAULT_KEEP_IMAGES = 16
 
@@ -162,11 +194,11 @@ class Evaluator:
     """One eval set, named by its content hash; ``report(predictor)`` evaluates each artifact once.
 
     ``limit`` evaluates the first faces only (export's parity set). Pass one ``cache`` to every
-    evaluator of a run to share results across stages.
+    evaluator of a run to share results across stages. ``progress`` shows a bar per evaluation.
     """
 
     def __init__(self, dataset: Any, name: str | None = None, *, limit: int | None = None,
-                 cache: EvalCache | None = None) -> None:
+                 cache: EvalCache | None = None, progress: bool = False) -> None:
         if len(dataset) == 0:
             raise DataError("the eval set is empty; it needs at least one annotated face")
         self.dataset = dataset
@@ -174,6 +206,7 @@ class Evaluator:
         self.limit = limit
         self.count = len(dataset) if limit is None else min(limit, len(dataset))
         self.cache = cache if cache is not None else EvalCache()
+        self.progress = progress
         self._hash: str | None = None
 
     @property
@@ -198,7 +231,7 @@ class Evaluator:
         key = self.key(predictor)
         report = self.cache.get(key)
         if report is None:
-            report = evaluate(predictor, self.dataset, limit=self.limit, progress=False,
+            report = evaluate(predictor, self.dataset, limit=self.limit, progress=self.progress,
                               keep_images=DEFAULT_KEEP_IMAGES)
             self.cache.put(key, report)
         return report

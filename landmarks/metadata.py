@@ -15,7 +15,21 @@ from landmarks.errors import ModelError
 
 PREFIX = "landmarks."
 LAYOUTS = ("NCHW", "NHWC")
-OUTPUTS = ("xy_norm",)
+# xy_norm: points normalized to the input crop (x / W, y / H); xy_pixels: pixel coordinates of the crop
+OUTPUTS = ("xy_norm", "xy_pixels")
+OPTIONAL = ("source", "output_name", "points_slice")  # keys a reader does without
+
+
+def parse_slice(text: str) -> tuple[int, int]:
+    """``"0:136"`` -> ``(0, 136)``: the values of a model's output that hold the points."""
+    start, sep, end = str(text).partition(":")
+    try:
+        bounds = (int(start), int(end))
+    except ValueError:
+        bounds = (-1, -1)
+    if not sep or bounds[0] < 0 or bounds[1] <= bounds[0]:
+        raise ModelError(f"a points slice is START:END with 0 <= START < END, got {text!r}")
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,10 @@ class ArtifactMetadata:
     crop_scale: float = DEFAULT_CROP_SCALE
     output: str = "xy_norm"
     source: str = field(default="unknown")
+    # Which output holds the points (empty: the first) and which of its values, per image (None: all
+    # of them, which must be 2 * num_points): for models whose head also outputs pose or flags.
+    output_name: str = ""
+    points_slice: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.num_points <= 0 or self.input_size <= 0:
@@ -45,6 +63,11 @@ class ArtifactMetadata:
             raise ModelError("metadata: mean and std need three values, std positive")
         if self.crop_scale <= 0:
             raise ModelError(f"metadata: crop_scale must be positive, got {self.crop_scale}")
+        if self.points_slice is not None:
+            start, end = self.points_slice
+            if end - start != 2 * self.num_points:
+                raise ModelError(f"metadata: points slice {start}:{end} holds {end - start} values, "
+                                 f"not 2 x {self.num_points} points")
 
     def replace(self, **changes: Any) -> ArtifactMetadata:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -56,7 +79,11 @@ class ArtifactMetadata:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, tuple):
+            if f.name in ("output_name", "points_slice") and not value:
+                continue  # unset: the keys of a model that needs neither stay as they always were
+            if f.name == "points_slice":
+                value = f"{value[0]}:{value[1]}"
+            elif isinstance(value, tuple):
                 value = ",".join(_fmt(v) for v in value)
             elif isinstance(value, float):
                 value = _fmt(value)
@@ -70,7 +97,7 @@ class ArtifactMetadata:
         for f in fields(cls):
             key = PREFIX + f.name
             if key not in props:
-                if f.name == "source":
+                if f.name in OPTIONAL:
                     continue
                 raise ModelError(f"{where}: missing metadata key {key!r} (docs/DESIGN.md, 'Artifact metadata')")
             raw = props[key]
@@ -81,9 +108,11 @@ class ArtifactMetadata:
                     values[f.name] = float(raw)
                 elif f.name in ("mean", "std"):
                     values[f.name] = tuple(float(v) for v in raw.split(","))
+                elif f.name == "points_slice":
+                    values[f.name] = parse_slice(raw)
                 else:
                     values[f.name] = raw
-            except ValueError:
+            except (ValueError, ModelError):
                 raise ModelError(f"{where}: metadata key {key!r} has a malformed value {raw!r}") from None
         return cls(**values)
 

@@ -56,14 +56,15 @@ import numpy as np
 
 from landmarks import atomic
 from landmarks.api import Face, FaceLandmarker, LandmarkPipeline
-from landmarks.cli import check_output_dir, check_output_file, new_parser
+from landmarks.cli import add_progress, add_threads, check_output_dir, check_output_file, new_parser
 from landmarks.coords import continuous_to_index, landmark_box
+from landmarks.data.formats import IMAGE_SUFFIXES
+from landmarks.describe import add_description_flags, description_from_args
 from landmarks.detect import DETECTORS
 from landmarks.errors import ConfigError, DataError, cli_errors
+from landmarks.runtimes import MODEL_SUFFIXES  # a positional argument with one of these is the model
 
 PROG = "python -m landmarks.predict"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MODEL_SUFFIXES = (".onnx", ".tflite", ".pt", ".pth")  # a positional argument with one of these is the model
 PROGRESS_EVERY = 25
 FaceLandmarks = Face  # the name before landmarks.api existed
 COORDINATES = "0-based continuous pixel coordinates: pixel k spans [k, k+1) (the .pts files are 1-based iBUG)"
@@ -141,13 +142,14 @@ def ignored_files(root: Path) -> list[Path]:
 
 def predict_images(pipeline: Callable[[np.ndarray], list[Face]], source: str | Path, out: Path | None, *,
                    log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
-                   info: dict[str, Any] | None = None) -> PredictSummary:
+                   info: dict[str, Any] | None = None, progress: bool = True) -> PredictSummary:
     """Landmarks of every image under ``source``; files under ``out`` (mirroring subfolders) or JSON lines.
 
     ``pipeline``: a :class:`~landmarks.api.FaceLandmarker` or :class:`~landmarks.api.LandmarkPipeline`.
     One image: an unreadable image or no face is a :class:`DataError`. A folder: such images are
     reported through ``warn`` and skipped, files that are not images counted in one line, progress
-    written through ``warn`` every :data:`PROGRESS_EVERY` images; a folder where no image has a face
+    written through ``warn`` every :data:`PROGRESS_EVERY` images (unless ``progress`` is False); a
+    folder where no image has a face
     is a :class:`DataError`.
     """
     from landmarks.data import read_image
@@ -163,7 +165,8 @@ def predict_images(pipeline: Callable[[np.ndarray], list[Face]], source: str | P
             warn(f"ignored {len(ignored)} file(s) that are not {'/'.join(IMAGE_SUFFIXES)} images ({kinds})")
     summary = PredictSummary()
     stream = _LineStream(warn)
-    for path in images if single else log_progress(images, "predict", every=PROGRESS_EVERY, stream=stream):
+    shown = not single and progress
+    for path in log_progress(images, "predict", every=PROGRESS_EVERY, stream=stream) if shown else images:
         summary.images += 1
         rel = path.relative_to(root)
         try:
@@ -303,7 +306,7 @@ def run_video(pipeline: LandmarkPipeline, source: str, *, max_frames: int | None
 
 def build_parser() -> argparse.ArgumentParser:
     head, body = __doc__.split("\n\n", 1)
-    p = new_parser(PROG, head, epilog=body, formatter_class=argparse.RawDescriptionHelpFormatter, version=False)
+    p = new_parser(PROG, head, epilog=body, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
                    help="an image file or a folder of images (older form: MODEL IMAGE_OR_FOLDER)")
     p.add_argument("--model", type=Path, help="ONNX / TFLite artifact or torch checkpoint (default: the shipped "
@@ -318,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector upsampling (default: automatic, 1-2 for images under 500 px; 1 finds ~40 px faces)")
     p.add_argument("--max-faces", type=int, default=None, help="faces per image, largest first (default: all)")
     p.add_argument("--max-frames", type=int, help="video: stop after this many frames")
-    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    add_threads(p)
+    add_progress(p)
+    add_description_flags(p)
     return p
 
 
@@ -341,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, images = split_inputs(parser, args)
     if (images is None) == (args.video is None):
         parser.error("give either IMAGE_OR_FOLDER or --video PATH|N")
-    with cli_errors(PROG):
+    with cli_errors(PROG) as errors:
+        if args.out is not None and (args.out.is_dir() or not args.out.suffix):
+            errors.folder = args.out
         if args.out is not None:  # before any work: a file, or a path below one, cannot be the output
             solution = args.format == "solution" and args.video is None and not args.out.is_dir()
             (check_output_file if solution else check_output_dir)(args.out)
@@ -349,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--max-faces must be at least 1, got {args.max_faces}")
         detect = not args.no_detect and args.format != "solution"
         landmarker = FaceLandmarker(model, detector=args.detector if detect else None, upsample=args.upsample,
-                                    max_faces=args.max_faces, threads=args.threads)
+                                    max_faces=args.max_faces, threads=args.threads,
+                                    description=description_from_args(args))
         pipeline = landmarker.pipeline
         if args.video is not None:
             run_video(pipeline, args.video, max_frames=args.max_frames, out=args.out)
@@ -362,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             detector = landmarker.detector
             info = {"model": str(landmarker.model_path), "detector": detector.name if detector else None}
-            summary = predict_images(landmarker, images, args.out, info=info)
+            summary = predict_images(landmarker, images, args.out, info=info, progress=args.progress is not False)
             line = (f"{summary.with_face}/{summary.images} images with a face ({summary.faces} faces, "
                     f"{summary.skipped} skipped)")
             if args.out is not None:

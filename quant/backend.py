@@ -48,16 +48,19 @@ def open_backend(
     log: Callable[[str], None],
     *,
     reference: Path | None = None,
+    original: Path | None = None,
 ) -> Int8Backend:
-    """Prepare and calibrate ``model`` (FP32 ONNX) for ``fmt``; ``config`` is a ``PtqConfig``.
+    """Calibrate ``model`` (the FP32 ONNX prepared by :mod:`quant.prepare`) for ``fmt``; ``config`` is a
+    ``PtqConfig``.
 
     ``reference``: the FP32 artifact of ``fmt`` to gate against (an exported ``.tflite``); by
-    default the ONNX itself, or a TFLite converted from it here.
+    default the user's ONNX itself (``original``), or a TFLite converted here.
     """
     if fmt == "onnx":
         from quant.onnx_backend import OnnxInt8Backend
 
-        return OnnxInt8Backend(model, metadata, reader, config.onnx, workdir, log)
+        return OnnxInt8Backend(model, metadata, reader, config.onnx, workdir, log,
+                               reference=reference or original or model)
     if fmt == "tflite":
         from quant.tflite_backend import TfliteInt8Backend
 

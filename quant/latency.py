@@ -25,12 +25,16 @@ class Latency:
     threads: int
 
 
-def runner(path: str | os.PathLike[str], threads: int = DEFAULT_THREADS) -> tuple[Callable[[], None], str]:
-    """A zero-argument function running the model once on a fixed batch-1 input, and its runtime."""
+def runner(path: str | os.PathLike[str], threads: int = DEFAULT_THREADS,
+           input_size: int | None = None) -> tuple[Callable[[], None], str]:
+    """A zero-argument function running the model once on a fixed batch-1 input, and its runtime.
+
+    Dynamic input dimensions other than the batch are ``input_size`` (a model whose image size is
+    dynamic is timed at the size it is described with)."""
     path = Path(path)
     if path.suffix == ".tflite":
         return _tflite_runner(path, threads), "litert"
-    return _onnx_runner(path, threads), "onnxruntime"
+    return _onnx_runner(path, threads, input_size), "onnxruntime"
 
 
 def measure(
@@ -40,9 +44,10 @@ def measure(
     warmup: int = 20,
     rounds: int = 10,
     runs_per_round: int = 20,
+    input_size: int | None = None,
 ) -> list[Latency]:
     """Median latency of each model; rounds alternate between models."""
-    fns = [runner(p, threads)[0] for p in paths]
+    fns = [runner(p, threads, input_size)[0] for p in paths]
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -58,16 +63,17 @@ def measure(
     ]
 
 
-def _onnx_runner(path: Path, threads: int) -> Callable[[], None]:
+def _onnx_runner(path: Path, threads: int, input_size: int | None = None) -> Callable[[], None]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = 3
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
-    shape = [1, *[d if isinstance(d, int) and d > 0 else 1 for d in model_input.shape[1:]]]
+    shape = [1, *[d if isinstance(d, int) and d > 0 else input_size or 1 for d in model_input.shape[1:]]]
     feed = {model_input.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     return lambda: session.run(None, feed)
 

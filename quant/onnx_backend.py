@@ -16,13 +16,14 @@ from quant.ranker import Sensitivity, rank_ort
 
 
 class OnnxInt8Backend:
-    """Candidates ``candidate<N>.onnx`` in ``workdir``, gated against the FP32 ONNX itself."""
+    """Candidates ``candidate<N>.onnx`` in ``workdir``, gated against ``reference`` (the user's FP32 ONNX)."""
 
     format = "onnx"
 
     def __init__(self, model: Path, metadata: ArtifactMetadata, reader: CalibrationReader,
-                 config: StaticInt8Config, workdir: Path, log: Callable[[str], None]) -> None:
-        self.reference, self.metadata, self.reader = model, metadata, reader
+                 config: StaticInt8Config, workdir: Path, log: Callable[[str], None], *,
+                 reference: Path | None = None) -> None:
+        self.reference, self.metadata, self.reader = reference or model, metadata, reader
         self.config, self.workdir, self.log = config, workdir, log
         self.prepared = ort_int8.prepare(model, workdir / "prepared.onnx")
         self.cache = ort_int8.calibrate(self.prepared, reader, config, workdir / "calibration.json")

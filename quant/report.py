@@ -40,6 +40,10 @@ class QuantReport:
     eval_hash: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     attempts: tuple[dict[str, Any], ...] = ()
+    chain_reference: str = ""  # the distilled student before pruning, when given
+    nme_chain_reference: float | None = None
+    chain_regression: float | None = None
+    max_chain_regression: float | None = None
 
     @property
     def size_ratio(self) -> float:
@@ -81,6 +85,7 @@ class QuantReport:
             "|---|---|---|---|",
             f"| size | {self.bytes_fp32 / 1024:.1f} KB | {self.bytes_int8 / 1024:.1f} KB | {self.size_ratio:.1%} |",
             f"| nme_io | {self.nme_fp32:.3f}% | {self.nme_int8:.3f}% | {_signed_pct(self.regression)} |",
+            *self._chain_rows(),
             f"| latency (batch 1, median, {self.threads} threads) | {lat} |",
             "",
             f"- verdict: **{self.verdict}** ({self.reason}); max regression {_signed_pct(self.max_regression)}",
@@ -100,6 +105,15 @@ class QuantReport:
                     f"{_signed_pct(float(a['regression']))} | {a['verdict']} |"
                 )
         return "\n".join(lines) + "\n"
+
+    def _chain_rows(self) -> list[str]:
+        """The regression of FP32 and INT8 against the chain reference (the unpruned student), when given."""
+        if self.chain_regression is None or not self.nme_chain_reference:
+            return []
+        fp32 = (self.nme_fp32 - self.nme_chain_reference) / self.nme_chain_reference
+        budget = f"max {_signed_pct(self.max_chain_regression)}" if self.max_chain_regression is not None else "-"
+        return [f"| vs chain reference ({self.nme_chain_reference:.3f}%) | {_signed_pct(fp32)} | "
+                f"{_signed_pct(self.chain_regression)} | {budget} |"]
 
     def write(self, stem: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``<stem>.report.json`` and ``<stem>.report.md`` atomically."""

@@ -29,6 +29,10 @@ class TfliteInt8Backend:
                  config: TfliteInt8Config, workdir: Path, log: Callable[[str], None], *,
                  reference: Path | None = None) -> None:
         self.metadata, self.config, self.workdir, self.log = metadata, config, workdir, log
+        if metadata.layout == "NHWC":  # onnx2tf reads a 4-D input as NCHW: give it one
+            from quant.prepare import nchw_input
+
+            model = nchw_input(model, workdir / "prepared.nchw.onnx")
         saved_model = tflite_int8.to_saved_model(model, workdir)
         if reference is None:
             reference = tflite_int8.convert_float(saved_model, workdir / "reference.fp32.tflite")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from landmarks.atomic import write_bytes
-from landmarks.errors import ConfigError, ModelError
+from landmarks.errors import ConfigError
 from quant.granularity import GRANULARITIES
 from quant.ranker import Sensitivity
 from quant.sqnr import SQNR_CAP, per_channel_sqnr
@@ -93,6 +93,45 @@ def calibrate(
     return path.read_bytes()
 
 
+def percentile_ranges(
+    calibrated: bytes,
+    representative: Callable[[], Iterable[list[np.ndarray]]],
+    percentile: float = 99.999,
+) -> bytes:
+    """The calibrated model with each activation's min/max replaced by percentiles of its values.
+
+    The converter calibrates with the plain min and max of each tensor over the representative
+    set: one outlier stretches a range and coarsens every other value's rounding. This runs the
+    calibrated (float) model on the same inputs, keeps every intermediate tensor, and writes the
+    ``100 - percentile`` and ``percentile`` quantiles (0 included) as the range the quantizer uses,
+    as onnxruntime's percentile calibration does for the ONNX model.
+    """
+    from tensorflow.lite.python import util
+
+    from landmarks.runtimes.tflite_runtime import interpreter_class
+
+    model = util._convert_model_from_bytearray_to_object(calibrated)
+    graph = model.subgraphs[0]
+    ranged = {i: t for i, t in enumerate(graph.tensors)
+              if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+    interpreter = interpreter_class()(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    values: dict[int, list[np.ndarray]] = {i: [] for i in ranged}
+    for inputs in representative():
+        interpreter.set_tensor(input_index, np.asarray(inputs[0], np.float32))
+        interpreter.invoke()
+        for i in ranged:
+            values[i].append(np.asarray(interpreter.get_tensor(i), np.float32).reshape(-1))
+    q = percentile / 100.0
+    for i, tensor in ranged.items():
+        data = np.concatenate(values[i])
+        low, high = float(np.quantile(data, 1.0 - q)), float(np.quantile(data, q))
+        tensor.quantization.min = np.array([min(low, 0.0)], np.float32)
+        tensor.quantization.max = np.array([max(high, 0.0)], np.float32)
+    return bytes(util._convert_model_from_object_to_bytearray(model))
+
+
 def convert(
     calibrated: bytes,
     out_path: str | os.PathLike[str],
@@ -110,18 +149,15 @@ def convert(
     from tensorflow.lite.python import convert as tfl_convert
 
     io_dtype = tf.int8 if config.io_type == "int8" else tf.float32
-    try:
-        flatbuffer = tfl_convert.mlir_quantize(
-            calibrated,
-            disable_per_channel=not config.per_channel,
-            input_data_type=io_dtype,
-            output_data_type=io_dtype,
-            enable_numeric_verify=debug,
-            denylisted_nodes=list(denylisted_nodes) or None,
-        )
-    except Exception as err:  # the MLIR quantizer raises plain Exceptions and ConverterErrors
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise ModelError(f"TFLite INT8 quantization failed ({first})") from None
+    # a quantizer failure is the tool's (exit 3 with its traceback), not the user's input
+    flatbuffer = tfl_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=not config.per_channel,
+        input_data_type=io_dtype,
+        output_data_type=io_dtype,
+        enable_numeric_verify=debug,
+        denylisted_nodes=list(denylisted_nodes) or None,
+    )
     return write_bytes(out_path, flatbuffer)
 
 

@@ -4,8 +4,10 @@
     python -m recipes check runs/quickstart        # manifest intact, required artifacts passed
     python -m recipes show recipes/ci.yaml --set gate.max_regression=0.05   # resolved config
 
-Exit status: 0 success, 1 a required artifact rejected (or a stage failed, or a check failed),
-2 a usage or input error (one line naming the key and file for recipe errors).
+Exit status: 0 success, 1 a required artifact rejected by the gate, 2 a usage or input error (for
+``check``: a run folder that does not match its manifest) (one line naming the key and
+file for recipe errors), 3 an internal error (one line naming the stage; the traceback is in the
+run folder's ``stages/log.txt``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
+from landmarks.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, cli_errors
 
 PROG = "python -m recipes"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from landmarks.cli import new_parser
+    from landmarks.cli import add_out, add_progress, new_parser
 
     p = new_parser(PROG, __doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,check,show}")
@@ -37,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "Re-running skips stages whose inputs did not change and resumes an interrupted one.")
     run.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
     _add_overrides(run)
-    run.add_argument("--out", default=None, help="artifact folder (default: runs/<recipe name>)")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="progress bars (default: when stderr is a terminal)")
+    add_out(run, None, "artifact folder (default: runs/<recipe name>)")
+    add_progress(run)
     check = sub.add_parser("check", help="verify a run folder against its manifest and print the artifact table")
     check.add_argument("out", help="artifact folder written by 'run'")
     show = sub.add_parser("show", help="validate a recipe and print its resolved config as YAML")
@@ -66,14 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from recipes.report import text_table
-    from recipes.runner import StageFailedError, run_recipe
+    from recipes.runner import run_recipe
 
-    try:
-        result = run_recipe(args.recipe, out=args.out, overrides=args.overrides, progress=args.progress)
-    except StageFailedError as err:
-        print(f"{PROG}: error: {err}; nothing published (see {args.out or 'the run folder'}/stages/log.txt)",
-              file=sys.stderr)
-        return EXIT_REJECTED
+    result = run_recipe(args.recipe, out=args.out, overrides=args.overrides, progress=args.progress)
     print()
     print(text_table(result.manifest))
     if result.exit_code != EXIT_OK:
@@ -86,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(out: str) -> int:
-    from recipes.check import check_run
+    from recipes.check import check_run, rejected_required
     from recipes.report import text_table
 
     manifest, problems = check_run(out)
@@ -94,6 +90,11 @@ def _check(out: str) -> int:
     for problem in problems:
         print(f"{PROG} check: {problem}", file=sys.stderr)
     if problems:
+        return EXIT_USAGE
+    rejected = rejected_required(manifest)
+    for line in rejected:
+        print(f"{PROG} check: {line}", file=sys.stderr)
+    if rejected:
         return EXIT_REJECTED
     print(f"\n{out}: manifest complete, {len(manifest['artifacts'])} artifact(s) match their sha256 and size; "
           "every required artifact passed")

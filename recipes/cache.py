@@ -4,9 +4,10 @@ A stage is skipped when ``stages/<name>.json`` holds the same input hash and eve
 lists still exists with the recorded sha256. The record is written atomically and last, so a
 stage killed midway has no record and runs again (resuming from its own state files).
 
-The input hash is sha256 over the stage's config section(s), the hashes of its input files
-and the fingerprints of its data sets, serialized as sorted JSON; output paths never enter it,
-so a run folder can be moved or copied without losing its cache.
+The input hash is sha256 over the stage's config section(s), the hashes of its input files,
+the fingerprints of its data sets and the hash of the source code that runs it
+(:func:`code_hash`), serialized as sorted JSON; output paths never enter it, so a run folder can
+be moved or copied without losing its cache, and a code change re-runs the stages it touches.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from landmarks.atomic import write_json, write_text
 from landmarks.models.checkpoint import file_sha256
 
-RECORD_VERSION = 2  # 2: the quantize record carries each INT8 verdict ("gate"), which the gate stage uses
+RECORD_VERSION = 3  # the layout of a stage record; 3: the input hash covers the stage's source code
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_SUFFIXES = (".py", ".json")  # code, and the package data the code reads (the synthetic face template)
+NOT_CODE = ("zoo",)  # folders of shipped models, which no stage runs
 
 
 def hash_inputs(obj: Any) -> str:
@@ -40,15 +45,55 @@ def data_fingerprint(spec_items: tuple[str, ...] | None) -> list[str] | None:
             for item in spec_items]
 
 
-@cache
-def folder_sha256(folder: str) -> str:
-    """sha256 over the relative names and bytes of every file under ``folder`` (sorted)."""
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """A file's sha256, recomputed whenever its size or modification time changes."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = file_sha256(path)
+    return _FILE_HASHES[key]
+
+
+def _files_sha256(root: Path, files: Iterable[Path]) -> str:
     digest = hashlib.sha256()
-    root = Path(folder)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(files):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(file_sha256(path).encode())
+        digest.update(_cached_sha256(path).encode())
     return digest.hexdigest()
+
+
+def folder_sha256(folder: str | os.PathLike[str]) -> str:
+    """sha256 over the relative names and bytes of every file under ``folder`` (sorted).
+
+    Each file's hash is kept for the life of the process under its size and modification time,
+    so a folder whose files change is hashed anew, and an unchanged one costs a directory walk.
+    """
+    root = Path(folder)
+    return _files_sha256(root, (p for p in root.rglob("*") if p.is_file()))
+
+
+def code_hash(sources: Iterable[str], root: Path | None = None) -> str:
+    """sha256 of the source files behind a stage: each entry of ``sources`` is a package folder
+    (every ``.py`` / ``.json`` file below it, shipped models excluded) or one file, relative to the
+    repository root (:data:`REPO_ROOT` unless ``root`` is given)."""
+    root = REPO_ROOT if root is None else root
+    files: set[Path] = set()
+    for source in sources:
+        path = root / source
+        if path.is_file():
+            files.add(path)
+            continue
+        for candidate in path.rglob("*"):
+            parts = candidate.relative_to(root).parts
+            if (candidate.suffix in SOURCE_SUFFIXES and candidate.is_file() and "__pycache__" not in parts
+                    and not any(p in NOT_CODE for p in parts)):
+                files.add(candidate)
+    if not files:
+        raise FileNotFoundError(f"no source files under {', '.join(sources)} in {root}")
+    return _files_sha256(root, files)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Checks that ``manifest.json`` is complete; that every artifact's file exists with the
 recorded size and sha256, in ``release/`` when it passed and ``rejected/`` when not; that
-``release/`` holds nothing else; and that every required artifact passed.
+``release/`` holds nothing else (:func:`check_run`); and which required artifacts the gate
+rejected (:func:`rejected_required`). ``python -m recipes check`` exits 2 on the first kind of
+problem (the folder does not match its manifest) and 1 on the second (a gate verdict).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def load_manifest(out: Path) -> dict[str, Any]:
 
 
 def check_run(out: Path) -> tuple[dict[str, Any], list[str]]:
-    """The manifest and a list of problems (empty when the run is complete, intact and passed)."""
+    """The manifest and a list of problems (empty when the run is complete and intact)."""
     out = Path(out)
     manifest = load_manifest(out)
     problems = []
@@ -36,13 +38,17 @@ def check_run(out: Path) -> tuple[dict[str, Any], list[str]]:
         if artifact["verdict"] == "pass":
             listed.add(Path(artifact["file"]).name)
             if artifact.get("sidecar"):
-                listed.add(Path(artifact["sidecar"]).name)
-        if artifact.get("required") and artifact["verdict"] != "pass":
-            problems.append(f"required artifact {artifact['name']} was rejected: {artifact.get('reason', '')}")
+                listed.add(Path(artifact["sidecar"]["file"]).name)
     release = out / "release"
     extra = sorted(p.name for p in release.iterdir() if p.name not in listed) if release.is_dir() else []
     problems += [f"release/{name} is not a passing artifact of the manifest" for name in extra]
     return manifest, problems
+
+
+def rejected_required(manifest: dict[str, Any]) -> list[str]:
+    """One line per required artifact the gate rejected."""
+    return [f"required artifact {a['name']} was rejected: {a.get('reason', '')}" for a in manifest["artifacts"]
+            if a.get("required") and a.get("verdict") != "pass"]
 
 
 def _check_artifact(out: Path, artifact: dict[str, Any]) -> list[str]:
@@ -59,6 +65,10 @@ def _check_artifact(out: Path, artifact: dict[str, Any]) -> list[str]:
     if file_sha256(path) != artifact["sha256"]:
         problems.append(f"{name}: {rel} sha256 does not match the manifest")
     sidecar = artifact.get("sidecar")
-    if sidecar and not (out / sidecar).is_file():
-        problems.append(f"{name}: sidecar {sidecar} is missing")
+    if sidecar:
+        path = out / sidecar["file"]
+        if not path.is_file():
+            problems.append(f"{name}: sidecar {sidecar['file']} is missing")
+        elif path.stat().st_size != sidecar["bytes"] or file_sha256(path) != sidecar["sha256"]:
+            problems.append(f"{name}: sidecar {sidecar['file']} does not match the manifest")
     return problems

@@ -12,24 +12,25 @@ from typing import Any
 
 from landmarks.data.specs import EVAL_SEED_OFFSET
 from landmarks.metadata import ArtifactMetadata
-from recipes.schema import SYNTHETIC_COUNT, DataSpec, Recipe, spec_string
+from recipes.schema import SYNTHETIC_COUNT, Recipe
 
 
 def open_eval(recipe: Recipe, metadata: ArtifactMetadata) -> Any:
     """The eval set, cropped for ``metadata``'s input size and crop scale, never augmented."""
-    return _open(recipe.data.eval, metadata, recipe.seed + EVAL_SEED_OFFSET)
+    return _open(recipe, "eval", metadata, recipe.seed + EVAL_SEED_OFFSET)
 
 
 def open_calib(recipe: Recipe, metadata: ArtifactMetadata) -> Any:
-    return _open(recipe.data.calib_spec, metadata, recipe.seed)
+    return _open(recipe, "calib", metadata, recipe.seed)
 
 
-def _open(spec: DataSpec, metadata: ArtifactMetadata, seed: int) -> Any:
+def _open(recipe: Recipe, role: str, metadata: ArtifactMetadata, seed: int) -> Any:
+    """The datasets of ``recipe.data.<role>``, named as the recipe names them (not by path)."""
     from landmarks.data import open_dataset
 
-    dataset = open_dataset(spec_string(spec), input_size=metadata.input_size, crop_scale=metadata.crop_scale,
+    dataset = open_dataset(recipe.data.spec(role), input_size=metadata.input_size, crop_scale=metadata.crop_scale,
                            seed=seed, synthetic_count=SYNTHETIC_COUNT)
-    dataset.name = spec_string(spec)
+    dataset.name = recipe.data.name(role)
     return dataset
 
 

@@ -1,10 +1,13 @@
 """The gate stage's work: every artifact against its reference, metrics, latency, placement.
 
 References (``docs/DESIGN.md``, "Gate"): the torch student for an FP32 export, the FP32 ONNX for
-the INT8 ONNX, the FP32 TFLite for the INT8 TFLite. Both sides run on the same eval set; the
-candidate in the runtime that ships it. Each artifact is gated once: an INT8 artifact's verdict
-is the one ``quant.ptq`` reached (against the same exported FP32 file) and is handed in as
-``verdicts``; the FP32 exports are gated here. Every (artifact, eval set) pair is evaluated once
+the INT8 ONNX, the FP32 TFLite for the INT8 TFLite (the step regression); and for every artifact
+the chain reference, the distilled student before pruning (the chain regression, rejected past
+``gate.max_chain_regression``). The pruned torch student is gated too, against the same chain
+reference. Both sides run on the same eval set; the candidate in the runtime that ships it. Each
+artifact is gated once: an INT8 artifact's verdict is the one ``quant.ptq`` reached (against the
+same exported FP32 file and the same chain reference) and is handed in as ``verdicts``; the FP32
+exports are gated here. Every (artifact, eval set) pair is evaluated once
 through one :class:`~landmarks.evaluate.Evaluator` whose cache the whole run shares. Results
 land in ``<folder>/``::
 
@@ -31,10 +34,11 @@ from landmarks.evaluate import EvalCache, Evaluator
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models.checkpoint import file_sha256
 from recipes import data
-from recipes.schema import Recipe, spec_string
+from recipes.schema import Recipe
 
 REFERENCE = {"onnx_fp32": "torch_fp32", "tflite_fp32": "torch_fp32", "onnx_int8": "onnx_fp32",
              "tflite_int8": "tflite_fp32"}
+CHAIN = "student_unpruned"  # the chain reference when pruning ran: the distilled student before it
 # Which artifact's predictions the sample grid shows: the smallest one that was released.
 SAMPLE_PREFERENCE = ("tflite_int8", "onnx_int8", "tflite_fp32", "onnx_fp32")
 SAMPLE_COUNT = 8
@@ -48,6 +52,7 @@ def gate_all(
     folder: Path,
     *,
     baseline_checkpoint: Path | None = None,
+    chain_checkpoint: Path | None = None,
     verdicts: dict[str, dict[str, Any]] | None = None,
     cache: EvalCache | None = None,
     root: Path | None = None,
@@ -57,10 +62,12 @@ def gate_all(
 
     ``verdicts``: :meth:`GateReport.as_dict` of artifacts already gated (INT8, by ``quant.ptq``).
     ``baseline_checkpoint``: the same student trained without KD, evaluated as a reference.
+    ``chain_checkpoint``: the distilled student before pruning (default: the student itself).
     Checkpoint paths in the results are relative to ``root`` (the run folder) when inside it.
     """
     from landmarks.runtimes import load_predictor
     from quant.accuracy_gate import GateReport, place_artifact, run_gate
+    from quant.accuracy_gate.gate import decide_chain
 
     threads = recipe.gate.threads
     cache = cache if cache is not None else EvalCache()
@@ -71,6 +78,10 @@ def gate_all(
     evals = {name: evaluator.report(p) for name, p in predictors.items()}
     params = _inference_params(student.module, student.metadata.input_size)
     config = recipe.gate.to_config()
+    pruned = chain_checkpoint is not None and Path(chain_checkpoint) != Path(student_checkpoint)
+    chain = load_predictor(chain_checkpoint, num_threads=threads) if pruned else student
+    chain_eval = evaluator.report(chain)
+    chain_label = CHAIN if pruned else "torch_fp32"
 
     entries: list[dict[str, Any]] = []
     for name, path in candidates.items():
@@ -81,7 +92,7 @@ def gate_all(
             report = replace(GateReport.from_dict(verdicts[name]), candidate_label=name, reference_label=reference)
         else:
             report = run_gate(predictors[name], predictors[reference], None, config, evaluator=evaluator,
-                              labels=(name, reference))
+                              labels=(name, reference), chain_reference=chain, chain_label=chain_label)
         log(report.verdict_line())
         staged = copy_with_sidecar(path, folder / "staging" / path.name)
         placed = place_artifact(report, staged, folder / "release", folder / "rejected")
@@ -91,7 +102,7 @@ def gate_all(
     if recipe.gate.latency and entries:
         from quant.latency import measure
 
-        timings = measure([folder / e["file"] for e in entries], threads=threads)
+        timings = measure([folder / e["file"] for e in entries], threads=recipe.gate.latency_threads)
         for entry, timing in zip(entries, timings, strict=True):
             entry["latency_ms"] = round(timing.median_ms, 4)
             entry["latency_p90_ms"] = round(timing.p90_ms, 4)
@@ -99,6 +110,16 @@ def gate_all(
 
     errors = {name: evals[name].per_image["nme_io"].tolist() for name in predictors}
     references = {"torch_fp32": _reference(student_checkpoint, evals["torch_fp32"], params, root)}
+    decision = decide_chain(evals["torch_fp32"].metrics.nme_io, chain_eval.metrics.nme_io, config)
+    references["torch_fp32"] |= {"chain_reference": chain_label, "chain_regression": decision.regression,
+                                 "max_chain_regression": config.max_chain_regression,
+                                 "verdict": "pass" if decision.passed else "reject", "reason": decision.reason}
+    if pruned:
+        references[CHAIN] = _reference(chain_checkpoint, chain_eval, _inference_params(chain.module,
+                                       chain.metadata.input_size), root)
+        errors[CHAIN] = chain_eval.per_image["nme_io"].tolist()
+        log(f"GATE {'PASS  ' if decision.passed else 'REJECT'} pruned student (torch) nme_io "
+            f"{evals['torch_fp32'].metrics.nme_io:.2f}% vs {CHAIN} {chain_eval.metrics.nme_io:.2f}%: {decision.reason}")
     if teacher_checkpoint is not None:
         teacher = load_predictor(teacher_checkpoint, num_threads=threads)
         teacher_eval = eval_set(recipe, teacher.metadata, cache).report(teacher)
@@ -128,7 +149,7 @@ def gate_all(
 
 def eval_set(recipe: Recipe, metadata: ArtifactMetadata, cache: EvalCache) -> Evaluator:
     """The recipe's eval set cropped for ``metadata``, evaluated through the run's ``cache``."""
-    return Evaluator(data.open_eval(recipe, metadata), name=spec_string(recipe.data.eval), cache=cache)
+    return Evaluator(data.open_eval(recipe, metadata), name=recipe.data.name("eval"), cache=cache)
 
 
 def _entry(name: str, placed: Path, folder: Path, predictor: Any, evaluation: Any, report: Any,
@@ -144,7 +165,8 @@ def _entry(name: str, placed: Path, folder: Path, predictor: Any, evaluation: An
         "runtime": predictor.runtime,
         "bytes": placed.stat().st_size,
         "sha256": file_sha256(placed),
-        "sidecar": str(sidecar.relative_to(folder)) if sidecar.is_file() else None,
+        "sidecar": {"file": str(sidecar.relative_to(folder)), "bytes": sidecar.stat().st_size,
+                    "sha256": file_sha256(sidecar)} if sidecar.is_file() else None,
         "params": params,
         **predictor.metadata.to_strings(),
         **_metrics(evaluation),
@@ -153,6 +175,10 @@ def _entry(name: str, placed: Path, folder: Path, predictor: Any, evaluation: An
         "regression": regression,
         "max_regression": report.max_regression,
         "max_abs_regression": report.max_abs_regression,
+        "chain_reference": report.chain_reference_label or None,
+        "nme_chain_reference": report.nme_chain_reference,
+        "chain_regression": report.chain_regression,
+        "max_chain_regression": report.max_chain_regression,
         "verdict": report.verdict,
         "reason": report.reason,
         "float_nodes": list(report.float_nodes),

@@ -33,12 +33,15 @@ def build_manifest(
     stages: dict[str, dict[str, Any]],
     checkpoints: dict[str, str | None],
     wall_seconds: float,
+    datasets: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one run; ``results`` is the gate stage's ``results.json``."""
     artifacts = []
     for entry in results["artifacts"]:
         artifacts.append({**entry, "required": entry["name"] in required})
     rejected = [a["name"] for a in artifacts if a["required"] and a["verdict"] != "pass"]
+    if results["references"].get("torch_fp32", {}).get("verdict") == "reject":  # the pruned student's own gate
+        rejected.insert(0, "torch_fp32")
     return {
         "format_version": FORMAT_VERSION,
         "status": "complete",
@@ -49,6 +52,7 @@ def build_manifest(
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(wall_seconds, 1),
+        "datasets": datasets or {},
         "eval_set": results["eval_set"],
         "metric": results["metric"],
         "checkpoints": checkpoints,
@@ -56,6 +60,25 @@ def build_manifest(
         "artifacts": artifacts,
         "stages": stages,
     }
+
+
+def dataset_records(data: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every dataset of a recipe's ``data`` section by role, named as the recipe names it (relative to
+    the data root; never a machine's absolute path) with the content hash of its files."""
+    from landmarks.data.specs import dataset_name, is_synthetic_spec
+    from recipes.cache import folder_sha256
+    from recipes.schema import DATA_FIELDS, spec_items
+
+    records: dict[str, list[dict[str, Any]]] = {}
+    for role in DATA_FIELDS:
+        written = getattr(data, role) if role != "calib" or data.calib is not None else data.train
+        if not written:
+            continue
+        records[role] = [
+            {"name": name if is_synthetic_spec(name) or not Path(name).is_absolute() else dataset_name(path),
+             "content_hash": None if is_synthetic_spec(path) else folder_sha256(path)}
+            for name, path in zip(spec_items(written), data.items(role), strict=True)]
+    return records
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:

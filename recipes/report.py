@@ -16,13 +16,17 @@ import numpy as np
 from landmarks.atomic import atomic_path, write_text
 from landmarks.plots import plot_ced, plot_samples
 
-TABLE_HEADER = ("artifact", "format", "precision", "size", "params", "nme_io", "regression", "verdict",
+TABLE_HEADER = ("artifact", "format", "precision", "size", "params", "nme_io", "regression", "chain", "verdict",
                 "latency")
 
 
-def write_figures(out: Path, gate_folder: Path, checkpoints: Path) -> dict[str, str]:
-    """``ced.png``, ``samples.png`` and ``training_curves.png`` (when logs exist); returns names."""
+def write_figures(out: Path, gate_folder: Path, checkpoints: Path,
+                  prune: dict[str, Any] | None = None) -> dict[str, str]:
+    """``ced.png``, ``samples.png``, ``training_curves.png`` (when logs exist) and ``pruning.png`` (when
+    pruning ran: ``prune`` is its report); returns names."""
     figures = {}
+    if prune is not None and plot_pruning(prune, out / "pruning.png"):
+        figures["pruning"] = "pruning.png"
     errors = json.loads((gate_folder / "errors.json").read_text())
     curves = {_label(name): np.asarray(values) for name, values in errors.items()}
     plot_ced(curves, out / "ced.png", max_error=ced_range(curves),
@@ -45,7 +49,8 @@ def ced_range(curves: dict[str, np.ndarray]) -> float:
 
 def _label(name: str) -> str:
     return {"torch_fp32": "student (torch)", "teacher": "teacher (torch)",
-            "student_no_kd": "student without KD (torch)"}.get(name, name)
+            "student_no_kd": "student without KD (torch)",
+            "student_unpruned": "student before pruning (torch)"}.get(name, name)
 
 
 def training_logs(checkpoints: Path) -> dict[str, list[dict[str, Any]]]:
@@ -85,15 +90,90 @@ def plot_training_curves(checkpoints: Path, path: Path) -> bool:
     return True
 
 
+def _signed(value: Any) -> str:
+    return f"{100 * value:+.2f}%" if isinstance(value, float | int) else ("-" if value is None else str(value))
+
+
+def pruning_points(prune: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pruning step the run evaluated (the unpruned student first): parameters, FP32 size,
+    validation nme_io, and whether it was kept."""
+    kept = {s["step"] for s in prune["steps"]}
+    tried = {s["step"]: s for s in (*prune["steps"], *prune.get("tried", ()))}
+    return [{"step": s["step"], "params": s["params"], "fp32_bytes": s["fp32_bytes"], "val_nme_io": s["nme_io"],
+             "kept": s["step"] in kept} for _, s in sorted(tried.items())]
+
+
+def plot_pruning(prune: dict[str, Any], path: Path) -> bool:
+    """Validation nme_io against FP32 size per pruning step, the shipped step marked, the budget drawn."""
+    from matplotlib.figure import Figure
+
+    points = pruning_points(prune)
+    if len(points) < 2 or any(p["val_nme_io"] is None for p in points):
+        return False
+    fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    sizes = [p["fp32_bytes"] / 1024 for p in points]
+    nmes = [p["val_nme_io"] for p in points]
+    ax.plot(sizes, nmes, marker="o", color="tab:blue", label="pruning steps (recovered, before QAT)")
+    for p, x, y in zip(points, sizes, nmes, strict=True):
+        ax.annotate(f"step {p['step']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    shipped = max((p for p in points if p["kept"]), key=lambda p: p["step"])
+    ax.plot([shipped["fp32_bytes"] / 1024], [shipped["val_nme_io"]], marker="*", markersize=16, color="tab:red",
+            linestyle="none", label=f"shipped: step {shipped['step']}")
+    budget = prune.get("budget")
+    if budget is not None:
+        ax.axhline(points[0]["val_nme_io"] * (1 + budget), color="tab:gray", linestyle="--",
+                   label=f"budget: +{100 * budget:.1f} % over unpruned")
+    ax.set(xlabel="FP32 inference weights (KB)", ylabel="validation nme_io (%)",
+           title="Pruning: accuracy against size (validation split)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return True
+
+
+def pruning_lines(prune: dict[str, Any] | None, figures: dict[str, str]) -> list[str]:
+    """The report's pruning section: each step, the one shipped, and why."""
+    if prune is None:
+        return []
+    points = pruning_points(prune)
+    first = points[0]
+    shipped = max((p for p in points if p["kept"]), key=lambda p: p["step"])
+    budget = prune.get("budget")
+    lines = ["## Pruning", "", "| step | params | FP32 weights | validation nme_io | vs unpruned | kept |",
+             "|---|---|---|---|---|---|"]
+    for p in points:
+        rise = (p["val_nme_io"] - first["val_nme_io"]) / first["val_nme_io"] if p["val_nme_io"] else None
+        lines.append(f"| {p['step']} | {p['params']:,} | {p['fp32_bytes'] / 1024:.0f} KB | "
+                     f"{_pct(p['val_nme_io'])} | {_signed(rise)} | {'yes' if p['kept'] else 'no'} |")
+    why = (f"the largest step whose validation nme_io stayed within the budget of +{100 * budget:.1f} %"
+           if budget is not None else "the recipe's fixed ratio")
+    lines += ["", f"Shipped: step {shipped['step']} ({why}); the test set was not used to choose it."]
+    if "pruning" in figures:
+        lines += ["", f"![pruning]({figures['pruning']})"]
+    return [*lines, ""]
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.3f}%" if isinstance(value, float | int) else "-"
+
+
 def table_rows(manifest: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per artifact; ``regression`` against its step reference, ``chain`` against the distilled
+    student before pruning. The pruned torch student's own gate comes first when pruning ran."""
     rows = []
+    pruned = manifest.get("references", {}).get("torch_fp32", {})
+    if "student_unpruned" in manifest.get("references", {}):
+        rows.append(("pruned student", "torch", "fp32", "-", f"{pruned.get('params', 0):,}",
+                     f"{pruned['nme_io']:.3f}%", "-", _signed(pruned.get("chain_regression")),
+                     pruned.get("verdict", "-"), "-"))
     for a in manifest["artifacts"]:
         latency = f"{a['latency_ms']:.2f} ms" if a.get("latency_ms") is not None else "-"
-        regression = a["regression"]
-        regression = f"{100 * regression:+.2f}%" if isinstance(regression, float | int) else str(regression)
         verdict = a["verdict"] + (" (required)" if a.get("required") else "")
         rows.append((a["name"], a["format"], a["precision"], f"{a['bytes'] / 1024:.1f} KB", f"{a['params']:,}",
-                     f"{a['nme_io']:.3f}%", regression, verdict, latency))
+                     f"{a['nme_io']:.3f}%", _signed(a["regression"]), _signed(a.get("chain_regression")), verdict,
+                     latency))
     return rows
 
 
@@ -133,7 +213,8 @@ def distillation_check(references: dict[str, Any]) -> list[str]:
     return ["", *[f"**WARNING: {w}.**" for w in warnings]]
 
 
-def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -> Path:
+def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str],
+                 prune: dict[str, Any] | None = None) -> Path:
     recipe = manifest["recipe"]
     evalset = manifest["eval_set"]
     verdict = "all required artifacts passed the gate" if manifest["passed"] else (
@@ -150,9 +231,10 @@ def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -
         "",
         f"nme_io in percent (inter-ocular: outer eye corners, docs/DESIGN.md) on the eval set "
         f"`{evalset['name']}` ({evalset['count']} faces, content sha256 `{evalset['content_hash'][:16]}`); "
-        "each artifact evaluated in its own runtime. Regression is relative to its reference "
-        "(torch student for FP32 exports, FP32 ONNX for INT8 ONNX, FP32 TFLite for INT8 TFLite); latency is "
-        "batch 1, median, model alone.",
+        "each artifact evaluated in its own runtime. Regression is relative to its step reference "
+        "(torch student for FP32 exports, FP32 ONNX for INT8 ONNX, FP32 TFLite for INT8 TFLite); chain is "
+        "relative to the distilled student before pruning (the best model the chain made: what a user "
+        "gives up by shipping this file instead); latency is batch 1, median, model alone.",
         "",
         "| artifact | reference | nme_reference | max regression | verdict reason | file |",
         "|---|---|---|---|---|---|",
@@ -166,6 +248,7 @@ def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str]) -
         lines.append(f"| {_label(name)} | {ref['params']:,} | {ref['nme_io']:.3f}% | {ref['nme_box']:.3f}% | "
                      f"{ref['auc@0.08']:.3f} |")
     lines += distillation_check(manifest["references"])
+    lines += ["", *pruning_lines(prune, figures)]
     lines += ["", "## Cumulative error distribution", "", f"![CED]({figures['ced']})", "",
               "## Sample faces", "", "Ground truth green, predictions red "
               f"(`{manifest.get('samples', 'student')}`).", "", f"![samples]({figures['samples']})", ""]

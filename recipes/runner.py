@@ -8,9 +8,10 @@ Usage::
     print(result.exit_code, result.manifest["artifacts"])
 
 Log lines (stdout and ``<out>/stages/log.txt``): ``[run] <stage>``, ``[done] <stage> (Ns)``,
-``[cached] <stage>``, ``[skip] <stage> (disabled)``, ``[failed] <stage>: ...``,
-``[interrupted] <stage>``. SIGTERM is handled like Ctrl-C: the stage stops (training saves its
-state first), its record is not written, and the next run resumes there.
+``[cached] <stage>``, ``[skip] <stage> (disabled)``, ``[failed] <stage>: ...`` (an internal
+error is followed by its whole traceback), ``[rejected] <stage>: ...``, ``[interrupted] <stage>``.
+SIGTERM is handled like Ctrl-C: the stage stops (training saves its state first), its record is
+not written, and the next run resumes there.
 """
 
 from __future__ import annotations
@@ -20,27 +21,31 @@ import fcntl
 import json
 import os
 import signal
-import sys
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landmarks.cli import check_output_dir
-from landmarks.errors import EXIT_OK, EXIT_REJECTED, ConfigError, LandmarksError
-from recipes.cache import StageRecord, StageStore, hash_inputs
+from landmarks.cli import check_output_dir, show_progress
+from landmarks.errors import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    ConfigError,
+    GateRejected,
+    InternalError,
+    LandmarksError,
+    describe,
+)
+from recipes.cache import StageRecord, StageStore, code_hash, hash_inputs
 from recipes.publish import retract
 from recipes.schema import Recipe, load_recipe
 from recipes.stages import STAGES, Context, check_available
 
 
 class StageError(LandmarksError):
-    """A stage failed on bad input or data; the run stops and nothing is published."""
-
-
-class StageFailedError(Exception):
-    """A stage failed for another reason (an artifact outside its parity bound, a bug): exit 1."""
+    """A stage failed on bad input or data; the run stops and nothing is published (exit 2)."""
 
 
 @dataclass
@@ -69,7 +74,7 @@ def run_recipe(
     check_available(recipe)
     out_dir = check_output_dir(Path(out) if out is not None else Path("runs") / recipe.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress = sys.stderr.isatty() if progress is None else progress
+    progress = show_progress(progress)
     store = StageStore(out_dir)
     with _lock(out_dir), _terminate_as_interrupt():
         started = time.perf_counter()
@@ -86,7 +91,7 @@ def _run_stages(ctx: Context, store: StageStore) -> tuple[list[str], list[str], 
         if not stage.enabled(ctx.recipe):
             store.log(f"[skip] {stage.name} (disabled)")
             continue
-        input_hash = hash_inputs({"stage": stage.name, **stage.inputs(ctx)})
+        input_hash = hash_inputs({"stage": stage.name, "code": code_hash(stage.code), **stage.inputs(ctx)})
         record = store.valid(stage.name, input_hash)
         if record is not None:
             store.log(f"[cached] {stage.name}")
@@ -106,10 +111,16 @@ def _run_stages(ctx: Context, store: StageStore) -> tuple[list[str], list[str], 
             raise
         except LandmarksError as err:
             store.log(f"[failed] {stage.name}: {err}")
-            raise StageError(f"stage {stage.name} failed: {err}") from None
-        except Exception as err:
-            store.log(f"[failed] {stage.name}: {type(err).__name__}: {err}")
-            raise StageFailedError(f"stage {stage.name} failed: {err}") from err
+            raise StageError(f"stage {stage.name} failed: {err}") from err
+        except GateRejected as err:
+            store.log(f"[rejected] {stage.name}: {err}")
+            raise GateRejected(f"stage {stage.name}: {err}; nothing published") from err
+        except Exception as err:  # a bug or a broken intermediate file: the tool's error, with its traceback
+            cause = err.__cause__ if isinstance(err, InternalError) and err.__cause__ is not None else err
+            where = f"stage {stage.name}" + (f", {err.step}" if isinstance(err, InternalError) else "")
+            message = err.message if isinstance(err, InternalError) else describe(err)
+            store.log(f"[failed] {where}: {message}\n" + "".join(traceback.format_exception(err)).rstrip())
+            raise InternalError(where, f"{message}; nothing published", log=store.log_path) from cause
         seconds = time.perf_counter() - started
         record = StageRecord(stage.name, input_hash, store.outputs(outputs), seconds, details)
         store.finish(record)
@@ -121,7 +132,7 @@ def _run_stages(ctx: Context, store: StageStore) -> tuple[list[str], list[str], 
 
 
 def _publish(ctx: Context, recipe_file: str, stages: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
-    from recipes.manifest import build_manifest, write_manifest
+    from recipes.manifest import build_manifest, dataset_records, write_manifest
     from recipes.publish import publish_folders
     from recipes.report import distillation_warnings, write_figures, write_report
 
@@ -140,11 +151,13 @@ def _publish(ctx: Context, recipe_file: str, stages: dict[str, dict[str, Any]], 
         stages=stages,
         checkpoints=checkpoints,
         wall_seconds=seconds,
+        datasets=dataset_records(recipe.data),
     )
     manifest["samples"] = results["samples"]
     publish_folders(ctx.out, gate_folder)
-    figures = write_figures(ctx.out, gate_folder, ctx.path("checkpoints"))
-    write_report(ctx.out, manifest, figures)
+    prune = ctx.detail("prune", "report") if "prune" in ctx.records else None
+    figures = write_figures(ctx.out, gate_folder, ctx.path("checkpoints"), prune)
+    write_report(ctx.out, manifest, figures, prune)
     write_manifest(ctx.out, manifest)
     for warning in distillation_warnings(manifest["references"]):
         ctx.log(f"[warn] {warning}")

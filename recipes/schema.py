@@ -10,7 +10,7 @@ Usage::
 Unknown keys, wrong types and impossible values raise :class:`~landmarks.errors.ConfigError`
 with one line naming the file and the dotted key (``recipes/q.yaml: student.epcohs: unknown
 key (did you mean 'epochs'?)``). Values are strict: YAML ``"3"`` is not an integer.
-Relative data paths are relative to the current directory (run recipes from the repo root).
+Relative data paths are below ``data.root`` (default ``$LANDMARKS_DATA``, else the current folder).
 
 Sections are the libraries' configs as YAML: a key that a library config has takes its default
 from it, and ``to_config()`` (``Recipe.distill_config``, ``prune_config``, ``ptq_config``) builds
@@ -39,6 +39,7 @@ from pydantic import (
 
 from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TeacherConfig, TrainConfig
 from distill.prune.config import PruneConfig
+from landmarks.data.specs import DATA_ROOT_ENV, is_synthetic_spec
 from landmarks.errors import ConfigError
 from quant.accuracy_gate.gate import GateConfig
 from quant.ort_int8 import StaticInt8Config
@@ -78,10 +79,6 @@ def spec_string(spec: DataSpec) -> str:
     return ",".join(spec_items(spec))
 
 
-def _optional_spec(spec: DataSpec | None) -> str | None:
-    return spec_string(spec) if spec else None
-
-
 def _check_spec(spec: DataSpec) -> DataSpec:
     items = spec_items(spec)
     if not items:
@@ -91,19 +88,25 @@ def _check_spec(spec: DataSpec) -> DataSpec:
             count = item.removeprefix("synthetic").removeprefix(":")
             if count and (not count.isdigit() or int(count) < 1):
                 raise ValueError(f"expected 'synthetic' or 'synthetic:N' with N >= 1, got {item!r}")
-        elif not Path(item).is_dir():
-            raise ValueError(f"no such folder {item!r} (relative to {os.getcwd()})")
     return spec
+
+
+DATA_FIELDS = ("train", "val", "unlabeled", "calib", "eval")
 
 
 class DataSection(_Section):
     """Where faces come from: a folder (or list of folders) or ``synthetic:N``.
+
+    Relative folders are below ``root``: the recipe's ``data.root``, else ``$LANDMARKS_DATA``, else
+    the current folder. The config keeps the names as written (what the manifest records); the
+    stages read :meth:`items` / :meth:`spec`, the resolved paths.
 
     Synthetic seeds (:mod:`landmarks.data.specs`): train ``seed``, val ``seed + VAL_SEED_OFFSET``
     (distill's own), calib ``seed`` (the first training faces), eval ``seed + EVAL_SEED_OFFSET``;
     calibration and eval never share a face.
     """
 
+    root: str | None = None  # folder of the relative dataset paths below; default $LANDMARKS_DATA, else "."
     train: DataSpec = "synthetic:1500"
     val: DataSpec | None = "synthetic:200"  # null: carve val_split of the training folders instead
     val_split: float = Field(_DATA.val_split, ge=0.0, lt=1.0)
@@ -121,19 +124,56 @@ class DataSection(_Section):
             raise _KeyError("data.val", "training folders need validation: name data.val or set data.val_split")
         return self
 
-    @field_validator("train", "val", "unlabeled", "calib", "eval")
+    @field_validator(*DATA_FIELDS)
     @classmethod
     def _specs(cls, value: DataSpec | None) -> DataSpec | None:
         return value if value is None else _check_spec(value)
 
-    @property
-    def calib_spec(self) -> DataSpec:
-        """Calibration faces: ``calib``, else the training data."""
-        return self.calib if self.calib is not None else self.train
+    @model_validator(mode="after")
+    def _folders_exist(self) -> DataSection:
+        base = self.base()
+        if self.root is not None and not base.is_dir():
+            raise _KeyError("data.root", f"no such folder {self.root!r}")
+        for name in DATA_FIELDS:
+            if getattr(self, name) is None:
+                continue
+            for written, path in zip(spec_items(getattr(self, name)), self.items(name), strict=True):
+                if not is_synthetic_spec(path) and not Path(path).is_dir():
+                    where = f"{base}, from {'data.root' if self.root is not None else '$' + DATA_ROOT_ENV}" if (
+                        self.root is not None or os.environ.get(DATA_ROOT_ENV)) else (
+                        f"{os.getcwd()}; set data.root or ${DATA_ROOT_ENV} to the folder of your datasets")
+                    raise _KeyError(f"data.{name}", f"no such folder {written!r} (relative to {where})")
+        return self
+
+    def base(self) -> Path:
+        """The folder relative dataset paths are below."""
+        return Path(self.root or os.environ.get(DATA_ROOT_ENV) or ".")
+
+    def items(self, name: str) -> tuple[str, ...] | None:
+        """The datasets of field ``name`` (``train``, ``val``, ``calib``, ...) as paths to open; ``calib``
+        defaults to the training data."""
+        spec = getattr(self, name)
+        if name == "calib" and spec is None:
+            spec = self.train
+        if spec is None:
+            return None
+        base = self.base()
+        return tuple(item if is_synthetic_spec(item) or Path(item).is_absolute() else str(base / item)
+                     for item in spec_items(spec))
+
+    def spec(self, name: str) -> str | None:
+        """:meth:`items` in the comma-joined form ``open_dataset`` and ``distill`` take."""
+        items = self.items(name)
+        return ",".join(items) if items else None
+
+    def name(self, name: str) -> str | None:
+        """The datasets of field ``name`` as the recipe names them, comma-joined (reports, manifests)."""
+        spec = getattr(self, name) if name != "calib" or self.calib is not None else self.train
+        return spec_string(spec) if spec else None
 
     def to_config(self) -> DataConfig:
-        return DataConfig(train=spec_string(self.train), val=_optional_spec(self.val), val_split=self.val_split,
-                          unlabeled=_optional_spec(self.unlabeled), unlabeled_ratio=self.unlabeled_ratio,
+        return DataConfig(train=self.spec("train"), val=self.spec("val"), val_split=self.val_split,
+                          unlabeled=self.spec("unlabeled"), unlabeled_ratio=self.unlabeled_ratio,
                           crop_scale=self.crop_scale, synthetic_train=SYNTHETIC_COUNT,
                           synthetic_val=SYNTHETIC_COUNT // 4, num_workers=self.num_workers)
 
@@ -218,10 +258,18 @@ class StudentSection(_Section):
 
 
 class PruneSection(_Section):
-    """Structured channel pruning of the student, with KD fine-tuning to recover."""
+    """Structured channel pruning of the student, with KD fine-tuning to recover.
+
+    ``ratio: auto`` is accuracy-aware: the student is pruned toward ``max_ratio`` in ``steps`` steps
+    (gradually, recovering with KD after each), and the run keeps the last step whose validation
+    nme_io stays within ``budget`` of the unpruned student's (never the test set). A number with a
+    ``budget`` does the same toward that ratio; without one, every step is kept.
+    """
 
     enabled: bool = False
-    ratio: float = Field(0.3, gt=0.0, lt=1.0)
+    ratio: Annotated[float, Field(gt=0.0, lt=1.0)] | Literal["auto"] = 0.3
+    budget: float | None = Field(None, ge=0.0, le=1.0)
+    max_ratio: float = Field(0.6, gt=0.0, lt=1.0)
     importance: Literal["l1", "l2", "taylor", "bn"] = _prune_default("importance")
     steps: int = Field(_prune_default("steps"), ge=1, le=100)
     finetune_epochs: int = Field(_prune_default("finetune_epochs"), ge=0)
@@ -232,7 +280,8 @@ class PruneSection(_Section):
 
     def to_config(self, student: StudentSection, data: DataSection, device: str) -> PruneConfig:
         """Fine-tuning uses the student's batch size and KD weights, validation the data's split."""
-        return PruneConfig(ratio=self.ratio, importance=self.importance, steps=self.steps,
+        return PruneConfig(ratio=self.max_ratio if self.ratio == "auto" else self.ratio, budget=self.budget,
+                           importance=self.importance, steps=self.steps,
                            finetune_epochs=self.finetune_epochs, qat_epochs=self.qat_epochs, qat_lr=self.qat_lr,
                            batch_size=student.batch_size, lr=self.lr,
                            synthetic_train=SYNTHETIC_COUNT, synthetic_val=SYNTHETIC_COUNT // 4,
@@ -281,11 +330,15 @@ class GateSection(_Section):
 
     max_regression: float = Field(_GATE.max_regression, ge=0.0, le=1.0)
     max_abs_regression: float | None = Field(_GATE.max_abs_regression, ge=0.0, le=100.0)
+    # against the distilled student before pruning (the chain); null: reported, not enforced
+    max_chain_regression: float | None = Field(_GATE.max_chain_regression, ge=0.0, le=1.0)
     latency: bool = True
-    threads: int = Field(_PTQ.threads, ge=1, le=64)
+    threads: int = Field(2, ge=1, le=64)  # evaluation threads
+    latency_threads: int = Field(1, ge=1, le=64)  # batch-1 latency: one thread, as on a phone's core
 
     def to_config(self) -> GateConfig:
-        return GateConfig(max_regression=self.max_regression, max_abs_regression=self.max_abs_regression)
+        return GateConfig(max_regression=self.max_regression, max_abs_regression=self.max_abs_regression,
+                          max_chain_regression=self.max_chain_regression)
 
 
 class ArtifactsSection(_Section):
@@ -312,6 +365,9 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        if self.prune.ratio == "auto" and self.prune.budget is None:
+            raise _KeyError("prune.budget", "prune.ratio: auto needs a budget (the largest validation nme_io "
+                            "rise to accept, e.g. 0.03)")
         formats = self.export.formats
         if (self.quant.onnx or self.quant.tflite) and "onnx" not in formats:
             raise _KeyError("export.formats", "INT8 quantization starts from the FP32 ONNX: add onnx")
@@ -346,7 +402,7 @@ class Recipe(_Section):
 
     def ptq_config(self, fmt: str) -> PtqConfig:
         """``quant.ptq`` for one format; latency is left to the gate stage, which times every artifact alike."""
-        return PtqConfig(format=fmt, calib=spec_string(self.data.calib_spec), eval=spec_string(self.data.eval),
+        return PtqConfig(format=fmt, calib=self.data.spec("calib"), eval=self.data.spec("eval"),
                          gate=self.gate.to_config(), onnx=self.quant.onnx_config(fmt),
                          tflite=self.quant.tflite_config(), fallback=self.quant.fallback,
                          max_float_nodes=self.quant.max_float_nodes, threads=self.gate.threads, latency=False)
@@ -435,6 +491,9 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
     if isinstance(original, _KeyError):
         return f"{original.key}: {original.message}"
     union = any(p == "str" or p.startswith("tuple[") for p in loc)
+    if loc and loc[-1] in ("constrained-float", "literal['auto']"):  # prune.ratio: a fraction or auto
+        key = ".".join(p for p in loc if p not in ("constrained-float", "literal['auto']"))
+        return f"{key}: must be a fraction in (0, 1) or auto (got {value!r})"
     loc = [p for p in loc if p != "str" and not p.startswith("tuple[")]  # union member tags
     key = ".".join(_index(p) for p in loc).replace(".[", "[") or "(top level)"
     got = f" (got {value!r})"

@@ -29,7 +29,7 @@ from landmarks.evaluate import EvalCache
 from landmarks.models.checkpoint import file_sha256
 from recipes import data
 from recipes.cache import StageRecord, data_fingerprint
-from recipes.schema import Recipe, spec_items, spec_string
+from recipes.schema import Recipe
 
 Outputs = tuple[list[Path], dict[str, Any]]
 
@@ -113,9 +113,14 @@ class Context:
         return folder
 
 
+# The source behind every stage: the core package and the recipe code that configures stages.
+COMMON_CODE = ("landmarks", "recipes/stages.py", "recipes/schema.py", "recipes/data.py", "recipes/cache.py")
+
+
 class Stage:
     name = ""
     resumable = False  # continues from its own state files after an interrupted run of the same inputs
+    code: tuple[str, ...] = COMMON_CODE  # source folders/files whose change invalidates the stage's record
 
     def enabled(self, recipe: Recipe) -> bool:
         return True
@@ -132,6 +137,7 @@ class DistillStage(Stage):
 
     name = "distill"
     resumable = True
+    code = (*COMMON_CODE, "distill")
 
     def inputs(self, ctx: Context) -> dict[str, Any]:
         r = ctx.recipe
@@ -143,10 +149,10 @@ class DistillStage(Stage):
             student["checkpoint"] = file_sha256(r.student.checkpoint)
         return {
             "seed": r.seed,
-            "train": data_fingerprint(spec_items(r.data.train)),
-            "val": data_fingerprint(spec_items(r.data.val)) if r.data.val else None,
+            "train": data_fingerprint(r.data.items("train")),
+            "val": data_fingerprint(r.data.items("val")),
             "val_split": r.data.val_split,
-            "unlabeled": data_fingerprint(spec_items(r.data.unlabeled)) if r.data.unlabeled else None,
+            "unlabeled": data_fingerprint(r.data.items("unlabeled")),
             "unlabeled_ratio": r.data.unlabeled_ratio,
             "precision": r.precision,
             "crop_scale": r.data.crop_scale,
@@ -237,9 +243,12 @@ class DistillStage(Stage):
 
 
 class PruneStage(Stage):
-    """Structured channel pruning of the student with KD recovery (``distill.prune``)."""
+    """Structured channel pruning of the student with KD recovery (``distill.prune``); resumes from
+    its finished steps and fine-tuning state files."""
 
     name = "prune"
+    resumable = True
+    code = (*COMMON_CODE, "distill")
 
     def enabled(self, recipe: Recipe) -> bool:
         return recipe.prune.enabled
@@ -252,23 +261,26 @@ class PruneStage(Stage):
             "student": file_sha256(ctx.path(ctx.detail("distill", "student"))),
             "teacher": file_sha256(_resolve(ctx, teacher)) if teacher else None,
             "prune": r.prune.model_dump(mode="json"),
-            "train": data_fingerprint(spec_items(r.data.train)),
-            "val": data_fingerprint(spec_items(r.data.val)) if r.data.val else None,
+            "train": data_fingerprint(r.data.items("train")),
+            "val": data_fingerprint(r.data.items("val")),
             "val_split": r.data.val_split,
             "crop_scale": r.data.crop_scale,
         }
 
     def run(self, ctx: Context, resume: bool) -> Outputs:
         teacher = ctx.detail("distill", "teacher")
-        folder = ctx.clean_folder("checkpoints/prune")
+        folder = ctx.path("checkpoints/prune") if resume else ctx.clean_folder("checkpoints/prune")
+        folder.mkdir(parents=True, exist_ok=True)
+        if resume:
+            ctx.log("  resuming pruning from its finished steps and state files")
         from distill.prune import prune_checkpoint
 
         r = ctx.recipe
         report = prune_checkpoint(
-            ctx.path(ctx.detail("distill", "student")), r.prune_config(), data=spec_string(r.data.train),
-            val_data=spec_string(r.data.val) if r.data.val else None,
+            ctx.path(ctx.detail("distill", "student")), r.prune_config(), data=r.data.spec("train"),
+            val_data=r.data.spec("val"),
             teacher_checkpoint=_resolve(ctx, teacher) if teacher and not r.student.no_kd else None,
-            out=folder, seed=r.seed, progress=ctx.progress, log=lambda line: ctx.log(f"  {line}"),
+            out=folder, seed=r.seed, progress=ctx.progress, log=lambda line: ctx.log(f"  {line}"), resume=resume,
         )
         ctx.log(f"  {_prune_summary(report)}")
         for state in folder.glob("*.state.pt"):  # fine-tuning states: spent once pruning finished
@@ -282,13 +294,14 @@ class ExportStage(Stage):
     """FP32 ONNX and TFLite of the student, each within its parity bound of the torch model."""
 
     name = "export"
+    code = (*COMMON_CODE, "export")
 
     def inputs(self, ctx: Context) -> dict[str, Any]:
         r = ctx.recipe
         return {
             "student": file_sha256(ctx.student_checkpoint()),
             "export": r.export.model_dump(mode="json"),
-            "parity_faces": data_fingerprint(spec_items(r.data.eval)),
+            "parity_faces": data_fingerprint(r.data.items("eval")),
             "seed": r.seed,
         }
 
@@ -317,6 +330,7 @@ class QuantizeStage(Stage):
     """INT8 ONNX (ORT QDQ) and INT8 TFLite (full integer) from the FP32 ONNX, with fallback."""
 
     name = "quantize"
+    code = (*COMMON_CODE, "export", "quant")
 
     def enabled(self, recipe: Recipe) -> bool:
         return recipe.quant.onnx or recipe.quant.tflite
@@ -326,10 +340,11 @@ class QuantizeStage(Stage):
         onnx = ctx.path(ctx.detail("export", "artifacts")["onnx_fp32"]["file"])
         return {
             "onnx_fp32": file_sha256(onnx),
+            "chain_reference": file_sha256(ctx.path(ctx.detail("distill", "student"))),
             "quant": r.quant.model_dump(mode="json"),
             "gate": r.gate.model_dump(mode="json", exclude={"latency"}),
-            "calib": data_fingerprint(spec_items(r.data.calib_spec)),
-            "eval": data_fingerprint(spec_items(r.data.eval)),
+            "calib": data_fingerprint(r.data.items("calib")),
+            "eval": data_fingerprint(r.data.items("eval")),
             "crop_scale": r.data.crop_scale,
             "seed": r.seed,
         }
@@ -355,6 +370,7 @@ class QuantizeStage(Stage):
             reference = ctx.path(exported[f"{fmt}_fp32"]["file"]) if f"{fmt}_fp32" in exported else None
             result = run_ptq(onnx, folder / f"student.int8.{fmt}", r.ptq_config(fmt),
                              calib_dataset=calib, evaluator=evaluator, reference=reference,
+                             chain_reference=ctx.path(ctx.detail("distill", "student")),
                              log=lambda line: ctx.log(f"  {line}"))
             outputs.append(result.artifact)
             outputs += sidecars(result.artifact)
@@ -374,10 +390,12 @@ class GateStage(Stage):
     """Every artifact against its reference on the eval set, in the candidate's runtime."""
 
     name = "gate"
+    code = (*COMMON_CODE, "quant", "recipes/gating.py", "distill/prune/measure.py")
 
     def inputs(self, ctx: Context) -> dict[str, Any]:
         r = ctx.recipe
-        files = {"student": file_sha256(ctx.student_checkpoint())}
+        files = {"student": file_sha256(ctx.student_checkpoint()),
+                 "chain_reference": file_sha256(ctx.path(ctx.detail("distill", "student")))}
         teacher = ctx.detail("distill", "teacher")
         files["teacher"] = file_sha256(_resolve(ctx, teacher)) if teacher else None
         for stage in ("export", "quantize"):
@@ -387,7 +405,7 @@ class GateStage(Stage):
         return {
             "files": files,
             "gate": r.gate.model_dump(mode="json"),
-            "eval": data_fingerprint(spec_items(r.data.eval)),
+            "eval": data_fingerprint(r.data.items("eval")),
             "crop_scale": r.data.crop_scale,
             "seed": r.seed,
         }
@@ -410,6 +428,7 @@ class GateStage(Stage):
             _resolve(ctx, teacher) if teacher else None,
             folder,
             baseline_checkpoint=_baseline(ctx),
+            chain_checkpoint=ctx.path(ctx.detail("distill", "student")),
             verdicts={name: item["gate"] for name, item in quantized.items() if "gate" in item},
             cache=ctx.evaluations,
             root=ctx.out,

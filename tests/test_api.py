@@ -13,10 +13,8 @@ from landmarks.data import read_image
 from landmarks.detect import auto_upsample
 from landmarks.errors import ModelError
 from landmarks.zoo import NO_MODEL, load_manifest
-from tests.conftest import SHARED_300W
+from tests.conftest import MONA_LISA
 from tests.helpers import TinyLandmarkNet, export_onnx, tiny_metadata
-
-PHOTOS = SHARED_300W.parent / "photos"
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +22,14 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(TinyLandmarkNet(), tmp_path_factory.mktemp("model") / "tiny.onnx", tiny_metadata(input_size=32))
 
 
-@pytest.fixture(scope="module")
-def photos() -> Path:
-    pytest.importorskip("dlib")
-    if not PHOTOS.is_dir():
-        pytest.skip(f"real photos not found at {PHOTOS}")
-    return PHOTOS
-
-
 def _area(face: Face) -> float:
     assert face.box is not None
     return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
 
 
-def test_two_faces_in_obamas_largest_first(photos: Path, tiny_onnx: Path) -> None:
+def test_two_faces_largest_first(two_faces: Path, tiny_onnx: Path) -> None:
     landmarker = FaceLandmarker(tiny_onnx)
-    image = read_image(photos / "obamas.jpg")
+    image = read_image(two_faces)
     faces = landmarker.detect(image)
     assert len(faces) == 2 and _area(faces[0]) >= _area(faces[1])
     for face in faces:
@@ -52,17 +42,17 @@ def test_two_faces_in_obamas_largest_first(photos: Path, tiny_onnx: Path) -> Non
         faces[0].score = 1.0  # type: ignore[misc]
 
 
-def test_one_small_face_in_mona_lisa_without_flags(photos: Path, tiny_onnx: Path) -> None:
-    image = read_image(photos / "mona_lisa.jpg")
+def test_one_small_face_in_mona_lisa_without_flags(tiny_onnx: Path) -> None:
+    image = read_image(MONA_LISA)
     assert image.shape[:2] == (274, 184) and auto_upsample(image.shape) == 1
     (face,) = FaceLandmarker(tiny_onnx).detect(image)
     assert face.box is not None and 35 <= face.box[2] - face.box[0] <= 70  # a ~50 px face
     assert FaceLandmarker(tiny_onnx, upsample=0).detect(image) == []  # found thanks to the upsampling
 
 
-def test_grey_alpha_and_16_bit_arrays_give_the_rgb_result(photos: Path, tiny_onnx: Path) -> None:
+def test_grey_alpha_and_16_bit_arrays_give_the_rgb_result(two_faces: Path, tiny_onnx: Path) -> None:
     landmarker = FaceLandmarker(tiny_onnx)
-    rgb = read_image(photos / "obamas.jpg")
+    rgb = read_image(two_faces)
     expected = landmarker.detect(rgb)
     rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
     deep = rgb.astype(np.uint16) * 257
@@ -78,9 +68,24 @@ def test_auto_upsample_by_image_size() -> None:
     assert [auto_upsample(shape) for shape in ((500, 759), (274, 184), (184, 184), (1, 1))] == [0, 1, 2, 2]
 
 
-def test_no_model_uses_the_shipped_one_or_says_there_is_none(photos: Path) -> None:
-    if load_manifest() is None:
-        with pytest.raises(ModelError, match=f"^{NO_MODEL}$"):
-            FaceLandmarker()
-        return
-    assert len(FaceLandmarker().detect(read_image(photos / "obamas.jpg"))) == 2
+def test_no_model_uses_the_shipped_one(two_faces: Path) -> None:
+    from landmarks.zoo import default_model
+
+    assert load_manifest() is not None, "the package ships a model (landmarks/zoo)"
+    landmarker = FaceLandmarker()
+    assert landmarker.model_path == default_model()
+    faces = landmarker.detect(read_image(two_faces))
+    assert len(faces) == 2
+    for face in faces:  # a trained model puts the eyes above the mouth, inside the face box
+        eyes, mouth = face.points[36:48].mean(axis=0), face.points[48:68].mean(axis=0)
+        assert eyes[1] < mouth[1]
+        assert face.box[0] <= eyes[0] <= face.box[2] and face.box[1] <= mouth[1] <= face.box[3] + 0.2 * (
+            face.box[3] - face.box[1])
+
+
+def test_with_the_zoo_hidden_there_is_no_default_model(tmp_path: Path, monkeypatch) -> None:
+    import landmarks.zoo
+
+    monkeypatch.setattr(landmarks.zoo, "ZOO_DIR", tmp_path / "empty_zoo")
+    with pytest.raises(ModelError, match=f"^{NO_MODEL}$"):
+        FaceLandmarker()

@@ -57,15 +57,14 @@ def test_real_helen_testset_exits_0(shared_data: Path) -> None:
     assert "faces:    330" in result.stdout
 
 
-def test_face_synthetics_sample_has_100_faces_of_68_points() -> None:
-    sample = Path(__file__).resolve().parents[2] / "shared/data/face_synthetics_sample"
-    if not sample.is_dir():
-        pytest.skip(f"real data not found at {sample}")
-    result = _run(str(sample))
+def test_face_synthetics_layout_has_its_faces_of_68_points(face_synthetics_folder: Path) -> None:
+    from tests.conftest import FACE_SYNTHETICS_COUNT as COUNT
+
+    result = _run(str(face_synthetics_folder))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "format:   face_synthetics" in result.stdout and "faces:    100\n" in result.stdout
+    assert "format:   face_synthetics" in result.stdout and f"faces:    {COUNT}\n" in result.stdout
     assert "points:   68" in result.stdout and "BAD" not in result.stdout
-    assert "checking " in result.stderr and "100/100 faces (100 %)" in result.stderr  # progress in a log
+    assert "checking " in result.stderr and f"{COUNT}/{COUNT} faces (100 %)" in result.stderr  # progress in a log
 
 
 def test_image_declaring_an_enormous_size_is_a_bad_file_not_a_crash(pts_folder: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from landmarks.data import detect_format, load_records, read_image, read_pts, restricted_loads, write_pts
 from landmarks.data.formats import scan
 from landmarks.errors import DataError
-from tests.conftest import SHARED_300W, grid_points
+from tests.conftest import grid_points
 
 PTS_HEADER = "version: 1\nn_points: {n}\n{{\n"
 
@@ -261,25 +261,22 @@ def test_wflw_missing_image_is_named(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- FaceSynthetics native
 
-FACE_SYNTHETICS = SHARED_300W.parent / "face_synthetics_sample"
-
-
 def _ldmks_text(points: np.ndarray) -> str:
     return "".join(f"{x} {y}\n" for x, y in points)
 
 
-def test_face_synthetics_sample_loads_68_points_at_pixel_centres() -> None:
-    if not FACE_SYNTHETICS.is_dir():
-        pytest.skip(f"real data not found at {FACE_SYNTHETICS}")
-    assert detect_format(FACE_SYNTHETICS) == "face_synthetics"
-    records = load_records(FACE_SYNTHETICS)
-    assert len(records) == 100 and {r.num_points for r in records} == {68}
+def test_face_synthetics_layout_loads_68_points_at_pixel_centres(face_synthetics_folder: Path) -> None:
+    from tests.conftest import FACE_SYNTHETICS_COUNT
+
+    assert detect_format(face_synthetics_folder) == "face_synthetics"
+    records = load_records(face_synthetics_folder)
+    assert len(records) == FACE_SYNTHETICS_COUNT and {r.num_points for r in records} == {68}
     first = records[0]
     assert first.key == "000000.jpg"
-    on_disk = np.loadtxt(FACE_SYNTHETICS / "000000_ldmks.txt")
+    on_disk = np.loadtxt(face_synthetics_folder / "000000_ldmks.txt")
     assert on_disk.shape == (70, 2)  # 68 iBUG points + 2 pupils, 0-based pixel indices
     np.testing.assert_allclose(first.points, on_disk[:68] + 0.5)
-    assert read_image(first.image_path).shape == (512, 512, 3)
+    assert read_image(first.image_path).shape == (160, 160, 3)
 
 
 def test_face_synthetics_folder_pairs_images_and_ignores_seg_masks(tmp_path: Path) -> None:
@@ -374,9 +371,10 @@ def test_16_bit_and_alpha_pngs_become_8_bit_rgb(tmp_path: Path) -> None:
 
 
 def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
-    image_module = pytest.importorskip("PIL.Image")  # pillow comes with matplotlib; only the test uses it
+    from PIL import Image  # pillow comes with matplotlib
+
     path = tmp_path / "cmyk.jpg"
-    image_module.new("CMYK", (24, 16), (0, 255, 255, 0)).save(path, quality=95)  # pure red in CMYK
+    Image.new("CMYK", (24, 16), (0, 255, 255, 0)).save(path, quality=95)  # pure red in CMYK
     rgb = read_image(path)
     assert rgb.shape == (16, 24, 3)
     assert rgb[8, 12, 0] > 200 and rgb[8, 12, 1] < 60 and rgb[8, 12, 2] < 60

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,6 @@ from landmarks.data import (
 )
 from landmarks.errors import ConfigError, DataError
 from tests.conftest import SHARED_300W_FOLDERS, WriteFace, blob_centroids, grid_points, render_blobs
-
-
-def _has_generator() -> bool:
-    if importlib.util.find_spec("landmarks.synthetic") is None:
-        return False
-    import landmarks.synthetic
-
-    return hasattr(landmarks.synthetic, "generate_face")
-
-
-needs_generator = pytest.mark.skipif(not _has_generator(), reason="landmarks.synthetic.generate_face missing")
 
 
 def test_sample_layout(pts_folder: Path) -> None:
@@ -104,7 +92,6 @@ def test_item_hashes_find_the_same_image_under_another_name(
     assert set(calib.item_hashes()) & set(evaluation.item_hashes())
 
 
-@needs_generator
 def test_synthetic_dataset() -> None:
     dataset = open_dataset("synthetic:3", input_size=64, seed=10)
     assert isinstance(dataset, SyntheticFaceDataset) and len(dataset) == 3
@@ -119,7 +106,6 @@ def test_synthetic_dataset() -> None:
     assert open_dataset("synthetic:3", input_size=64, seed=11).content_hash() != dataset.content_hash()
 
 
-@needs_generator
 def test_synthetic_plus_folder(pts_folder: Path) -> None:
     dataset = open_dataset(f"{pts_folder},synthetic:2", input_size=64)
     assert isinstance(dataset, ConcatFaceDataset) and len(dataset) == 5

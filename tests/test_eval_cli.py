@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_300W as REAL_300W
 from tests.helpers import TinyLandmarkNet, export_onnx, tiny_metadata, write_pts_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_300W = Path(__file__).resolve().parents[2] / "shared/data/300w"
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:

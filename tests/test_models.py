@@ -146,7 +146,8 @@ def test_pfld_channels_override_runs_and_round_trips() -> None:
 
 def test_pfld_pruned_by_torch_pruning_rebuilds_from_checkpoint(tmp_path: Path) -> None:
     """The mechanism pruning relies on: widths read off the pruned layers rebuild the model."""
-    tp = pytest.importorskip("torch_pruning")
+    import torch_pruning as tp
+
     model = create_model("pfld025").eval()
     x = torch.randn(2, 3, 112, 112)
     pruner = tp.pruner.MagnitudePruner(
@@ -174,7 +175,8 @@ class _Landmarks(torch.nn.Module):
 
 
 def test_pfld_exports_to_onnx_with_parity(tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     model = create_model("pfld025")
     x = torch.rand(2, 3, 112, 112) * 2 - 1
     # Batch statistics as running statistics, and a larger head, so that the outputs move

@@ -17,7 +17,6 @@ from landmarks.predict import LandmarkPipeline, find_images, main, write_face_fi
 from landmarks.runtimes import load_predictor
 from landmarks.synthetic import generate_face
 from landmarks.zoo import load_manifest
-from tests.conftest import SHARED_300W
 from tests.helpers import TinyLandmarkNet, export_onnx, tiny_metadata
 
 
@@ -63,7 +62,6 @@ def test_rank_detections_prefers_the_largest_then_the_most_central_face() -> Non
 
 def test_detector_to_crop_on_a_real_300w_photo(shared_data: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     """dlib finds the face in a full 300-W crop; the calibrated crop matches the GT-box crop; files round-trip."""
-    pytest.importorskip("dlib")
     from landmarks.detect import load_detector
 
     detector = load_detector()
@@ -171,8 +169,6 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tiny_onnx: Path, tmp_path: 
         "no face": [str(tiny_onnx), str(blank)],
         "no video": [str(tiny_onnx), "--video", str(tmp_path / "nope.avi")],
     }[case]
-    if case == "no face":
-        pytest.importorskip("dlib")
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2
@@ -188,15 +184,10 @@ def test_find_images_searches_folders_recursively(face_folder: Path) -> None:
 
 # ---------------------------------------------------------------------------- default model, --model, bad input
 
-PHOTOS = SHARED_300W.parent / "photos"
-
-
 @pytest.fixture(scope="module")
-def obamas() -> Path:
-    pytest.importorskip("dlib")
-    if not (PHOTOS / "obamas.jpg").is_file():
-        pytest.skip(f"real photos not found at {PHOTOS}")
-    return PHOTOS / "obamas.jpg"
+def obamas(two_faces: Path) -> Path:
+    """A photo with two faces (built from the public-domain test painting, tests/conftest.py)."""
+    return two_faces
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], call, *, after_skips: bool = False) -> str:
@@ -213,13 +204,21 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], call, *, after_skips: bo
     return lines[-1]
 
 
-def test_without_model_the_shipped_one_is_used_or_one_line_exit_2(obamas: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    if load_manifest() is None:
-        assert _one_error_line(capsys, lambda: main([str(obamas)])).endswith("no shipped model; pass --model")
-        return
+def test_without_model_the_shipped_one_is_used(obamas: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from landmarks.zoo import default_model
+
+    assert load_manifest() is not None, "the package ships a model (landmarks/zoo)"
     assert main([str(obamas)]) == 0
-    assert len(json.loads(capsys.readouterr().out)["faces"]) == 2
+    record = json.loads(capsys.readouterr().out)
+    assert record["model"] == str(default_model()) and len(record["faces"]) == 2
+
+
+def test_without_model_and_no_shipped_one_it_says_so_in_one_line(obamas: Path, tmp_path: Path, monkeypatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import landmarks.zoo
+
+    monkeypatch.setattr(landmarks.zoo, "ZOO_DIR", tmp_path / "empty_zoo")  # the zoo hidden
+    assert _one_error_line(capsys, lambda: main([str(obamas)])).endswith("no shipped model; pass --model")
 
 
 @pytest.mark.parametrize("form", ["--model", "model first"])
@@ -231,6 +230,18 @@ def test_every_face_by_default_with_model_flag_or_old_form(form: str, obamas: Pa
     assert record["model"] == str(tiny_onnx) and len(record["faces"]) == 2
     assert main([*args, "--max-faces", "1"]) == 0
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
+
+
+def test_every_face_of_a_photo_with_three_small_ones(three_faces: Path, tiny_onnx: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny_onnx), str(three_faces), "--upsample", "1", "--out", str(out)]) == 0
+    record = json.loads((out / "three_faces.json").read_text())
+    widths = [face["box"][2] - face["box"][0] for face in record["faces"]]
+    assert len(widths) == 3 and widths == sorted(widths, reverse=True)  # every face, largest first
+    assert len(read_pts(out / "three_faces.pts")) == 68  # the .pts holds the largest face
+    assert main(["--model", str(tiny_onnx), str(three_faces), "--upsample", "0"]) == 0  # the default for 760 px
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"]) < 3
 
 
 @pytest.mark.parametrize("where", ["is a file", "is below the file"])
@@ -252,8 +263,9 @@ def _bad_and_odd_images(folder: Path, photo: Path) -> None:
     bgr = cv2.imread(str(photo))
     cv2.imwrite(str(folder / "alpha.png"), np.concatenate([bgr, np.full((*bgr.shape[:2], 1), 200, np.uint8)], 2))
     cv2.imwrite(str(folder / "deep.png"), bgr.astype(np.uint16) * 257)
-    image_module = pytest.importorskip("PIL.Image")  # pillow comes with matplotlib; only the test uses it
-    image_module.open(photo).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    from PIL import Image  # pillow comes with matplotlib
+
+    Image.open(photo).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
     data = photo.read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (folder / "fake.jpg").write_text("not a jpeg\n")

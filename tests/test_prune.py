@@ -21,8 +21,6 @@ from landmarks.errors import ConfigError
 from landmarks.metadata import ArtifactMetadata
 from landmarks.models import Checkpoint, create_model, load_checkpoint, save_checkpoint
 
-pytest.importorskip("torch_pruning")
-
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = {"data": "synthetic:16", "val_data": "synthetic:8", "progress": False}
@@ -183,8 +181,6 @@ def test_pruned_checkpoint_reloads_in_a_fresh_process_without_torch_pruning(prun
 
 def test_pruned_checkpoint_exports_to_onnx_with_parity_and_is_smaller(pruned: PruneReport, files: dict[str, Path],
                                                                       tmp_path: Path) -> None:
-    pytest.importorskip("onnxsim")
-    pytest.importorskip("onnxruntime")
     from export import ExportConfig, export_checkpoint
 
     config = ExportConfig(formats=("onnx",), parity_data="synthetic", parity_count=8, num_threads=1)
@@ -307,3 +303,55 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(files: dict[str,
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("python -m distill.prune: error:")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pfld025 student trained a little on synthetic faces: pruning it without recovery costs accuracy."""
+    from distill.config import DataConfig, DistillConfig, KDConfig, StudentConfig, TrainConfig
+    from distill.pipeline import run_distillation
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("trained")
+    config = DistillConfig(data=DataConfig(synthetic_train=256, synthetic_val=32),
+                           student=StudentConfig(train=TrainConfig(epochs=4, batch_size=16, lr=3e-3, warmup_epochs=0,
+                                                                   ema_decay=0.0)),
+                           kd=KDConfig(enabled=False), out=str(out), progress=False)
+    return run_distillation(config, no_kd=True).student_path
+
+
+def _auto(student: Path, tmp_path: Path, name: str, budget: float) -> PruneReport:
+    """Toward 60 % of the parameters in 3 steps, no recovery to speak of (lr 1e-12): each step loses more."""
+    config = PruneConfig(ratio=0.6, steps=3, budget=budget, finetune_epochs=1, batch_size=8, lr=1e-12)
+    return prune_checkpoint(student, config, out=tmp_path / name, **TINY)
+
+
+def test_accuracy_aware_pruning_keeps_the_largest_ratio_within_its_budget(trained: Path, tmp_path: Path) -> None:
+    everything = _auto(trained, tmp_path, "all", budget=1.0)
+    first = everything.steps[0].nme_io
+    rises = [(s.nme_io - first) / first for s in everything.steps[1:]]
+    assert [s.step for s in everything.tried] == [1, 2, 3] and len(rises) == 3
+    assert 0 < rises[0] < rises[1] < rises[2]  # the more is pruned, the more is lost
+    budget = (rises[0] + rises[1]) / 2  # step 1 is within it, step 2 is not
+    report = _auto(trained, tmp_path, "budget", budget=budget)
+    assert [s.step for s in report.steps] == [0, 1] and [s.step for s in report.tried] == [1, 2]
+    assert report.steps[1].nme_io == pytest.approx(everything.steps[1].nme_io)  # the same step, deterministic
+    saved = load_checkpoint(report.checkpoint).build()
+    assert saved.channels == report.steps[-1].channels  # the shipped model is the last step kept
+    assert report.budget == budget and json.loads(report.report_path.read_text())["budget"] == budget
+    assert not list((tmp_path / "budget").glob("step[0-9].pt"))  # the resume points are spent
+
+
+def test_accuracy_aware_pruning_with_no_ratio_in_budget_prunes_nothing(trained: Path, tmp_path: Path) -> None:
+    from distill.prune.run import BudgetError
+
+    with pytest.raises(BudgetError, match="no pruning ratio stays within it"):
+        _auto(trained, tmp_path, "none", budget=0.0)
+    assert not (tmp_path / "none" / "pruned.pt").exists()
+    proc = subprocess.run([sys.executable, "-m", "distill.prune", str(trained), "--ratio", "0.6", "--steps", "3",
+                           "--budget", "0", "--lr", "1e-12", "--finetune-epochs", "1", "--batch-size", "8",
+                           "--data", "synthetic:16", "--val-data", "synthetic:8", "--out", str(tmp_path / "cli"),
+                           "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("python -m distill.prune: rejected: pruning step 1")
+    assert not (tmp_path / "cli" / "pruned.pt").exists()

@@ -13,7 +13,6 @@ from torch import nn
 
 from landmarks.errors import DataError
 from landmarks.metadata import ArtifactMetadata
-from quant.accuracy_gate import GateConfig
 from quant.ptq import EVAL_SEED, PtqConfig, main, run_ptq
 
 SIZE = 64
@@ -139,14 +138,43 @@ def test_int8_student_passes(models, tmp_path) -> None:
     assert "GATE PASS" in (tmp_path / "plain.int8.report.md").read_text()
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
-def test_calibration_methods(models, tmp_path, method: str) -> None:
+def _ranges(model: Path, method: str, folder: Path) -> dict[str, tuple[float, float]]:
+    """The activation ranges one calibration method finds, per tensor."""
+    from quant import ort_int8
+    from quant.calibration import CalibrationReader
     from quant.ort_int8 import StaticInt8Config
 
-    config = small_config(onnx=StaticInt8Config(method=method, calib_count=COUNT), fallback=False,
-                          gate=GateConfig(0.2))
-    result = run_ptq(_copy(models["plain"], tmp_path), None, config, log=lambda _: None)
-    assert result.report.calibration_method == method
+    config = StaticInt8Config(method=method, calib_count=COUNT)
+    folder.mkdir()
+    prepared = ort_int8.prepare(model, folder / "prepared.onnx")
+    reader = CalibrationReader(open_faces(f"synthetic:{COUNT}", 0), ArtifactMetadata(num_points=68, input_size=SIZE),
+                               "input", limit=COUNT)
+    cache = json.loads(ort_int8.calibrate(prepared, reader, config, folder / "cache.json").read_text())["data"]
+    return {name: (_number(t["lowest"]), _number(t["highest"])) for name, t in cache.items()}
+
+
+def _number(value) -> float:
+    """A range end in ORT's calibration cache: a number, or ``{"data": number or [number]}``."""
+    value = value["data"] if isinstance(value, dict) else value
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def test_calibration_methods_find_their_own_ranges(models, tmp_path) -> None:
+    """percentile clips the extremes minmax covers; entropy's thresholds lie within them; the report
+    names the method that made the model."""
+    from quant.ort_int8 import StaticInt8Config
+
+    model = _copy(models["plain"], tmp_path)
+    ranges = {m: _ranges(model, m, tmp_path / m) for m in ("minmax", "percentile", "entropy")}
+    common = set(ranges["minmax"]) & set(ranges["percentile"]) & set(ranges["entropy"])
+    assert len(common) >= 8  # every activation the three have in common
+    width = {m: {t: high - low for t, (low, high) in r.items() if t in common} for m, r in ranges.items()}
+    assert all(width["percentile"][t] <= width["minmax"][t] + 1e-6 for t in width["minmax"])
+    assert sum(width["percentile"][t] < 0.999 * width["minmax"][t] for t in width["minmax"]) >= 1
+    assert all(width["entropy"][t] <= width["minmax"][t] + 1e-6 for t in common)  # thresholds inside the data
+    config = small_config(onnx=StaticInt8Config(method="percentile", calib_count=COUNT), fallback=False)
+    result = run_ptq(model, None, config, log=lambda _: None)
+    assert result.report.calibration_method == "percentile" and result.gate.passed
 
 
 def _blank_faces(folder: Path, count: int) -> Path:
@@ -227,9 +255,17 @@ def test_fallback_respects_bound(models, tmp_path) -> None:
 
 def test_metadata_from_flags(models, tmp_path) -> None:
     model = _copy(models["bare"], tmp_path)
-    assert main(cli(str(model), "--input-size", str(SIZE))) == 0
+    assert main(cli(str(model), "--input-size", str(SIZE), "--crop-scale", "1.3")) == 0
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "bare.int8.onnx")).metadata_props}
-    assert props["landmarks.input_size"] == str(SIZE)
+    assert props["landmarks.input_size"] == str(SIZE) and props["landmarks.crop_scale"] == "1.3"
+
+
+def test_a_model_without_metadata_and_a_static_input_needs_no_flags(models, tmp_path) -> None:
+    """Input size and layout are read off a static input shape [1, 3, 64, 64]; the rest are the defaults."""
+    model = _copy(models["bare"], tmp_path)
+    assert main(cli(str(model))) == 0
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "bare.int8.onnx")).metadata_props}
+    assert props["landmarks.input_size"] == str(SIZE) and props["landmarks.layout"] == "NCHW"
 
 
 def _bad_inputs(models, tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -249,9 +285,8 @@ def _bad_inputs(models, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "a folder": ([str(tmp)], "not a file"),
         "not onnx": ([str(text)], "not an ONNX model"),
         "invalid graph": ([str(tmp / "broken.onnx")], "invalid ONNX graph"),
-        "no metadata": ([str(models["bare"])], "--input-size"),
-        "empty calib": ([plain, "--calib", str(tmp / "empty")], ""),
-        "unreadable calib": ([plain, "--calib", str(corrupt)], ""),
+        "empty calib": ([plain, "--calib", str(tmp / "empty")], "empty dataset folder"),
+        "unreadable calib": ([plain, "--calib", str(corrupt)], "a.jpg: cannot decode image"),
         "overlap": ([plain, "--calib", "synthetic:8", "--eval", "synthetic:8"], "share"),
         "threshold": ([plain, "--max-regression", "1.5"], "max_regression"),
         "negative threshold": ([plain, "--max-regression", "-0.1"], "max_regression"),
@@ -271,7 +306,7 @@ def test_bad_inputs_exit_2_and_write_nothing(models, tmp_path, capsys, monkeypat
             main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2, name
-        assert len(err) == 1 and err[0].startswith("quant.ptq: error:"), (name, err)
+        assert len(err) == 1 and err[0].startswith("python -m quant.ptq: error:"), (name, err)
         assert message in err[0], (name, err)
     after = {p for p in tmp_path.rglob("*")} | {p for p in models["plain"].parent.rglob("*")}
     assert after == before
@@ -289,7 +324,7 @@ def test_out_that_cannot_be_a_file_fails_before_calibrating(models, tmp_path, ca
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert exc.value.code == 2
-    assert len(err) == 1 and err[0].startswith("quant.ptq: error: --out"), err
+    assert len(err) == 1 and err[0].startswith("python -m quant.ptq: error: --out"), err
     assert "GATE" not in captured.out and "GATE" not in captured.err  # refused before any work
     assert taken.read_bytes() == b"occupied"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder.int8.onnx", "taken.onnx"]
@@ -302,3 +337,27 @@ def test_overlap_refused_in_library(tmp_path, models) -> None:
                 eval_dataset=open_faces("synthetic:8", 0), log=lambda _: None)
     assert not list(tmp_path.iterdir())
     assert EVAL_SEED > COUNT
+
+
+def test_a_broken_candidate_is_the_tools_error_naming_the_step(models, tmp_path, capsys, monkeypatch) -> None:
+    """A candidate the tool itself broke: exit 3 (not 2: the user's model is fine; not 1: no verdict),
+    one line naming the step, the traceback beside --out, and nothing placed."""
+    from quant.onnx_backend import OnnxInt8Backend
+
+    build = OnnxInt8Backend.build
+
+    def corrupting_build(self, float_nodes, **kw):
+        path = build(self, float_nodes, **kw)
+        path.write_bytes(b"\x08\x07truncated protobuf")
+        return path
+
+    monkeypatch.setattr(OnnxInt8Backend, "build", corrupting_build)
+    model = _copy(models["plain"], tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(cli(str(model)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 3
+    assert err[-1].startswith("python -m quant.ptq: internal error in checking the INT8 candidate candidate0.onnx:")
+    assert "invalid ONNX graph" in err[-1] and f"(traceback: {tmp_path / 'error.log'})" in err[-1]
+    assert "Traceback (most recent call last)" in (tmp_path / "error.log").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error.log", "plain.onnx"]

@@ -12,9 +12,6 @@ from quant.ptq import PtqConfig, run_ptq
 from quant.tflite_int8 import TfliteInt8Config
 from tests.test_quant_ptq import COUNT, export_tiny
 
-pytest.importorskip("onnx2tf")
-pytest.importorskip("tensorflow")
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:

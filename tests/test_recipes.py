@@ -43,8 +43,10 @@ def test_shipped_recipes_validate(name):
 
 
 def test_real_data_recipe_validates(shared_data, monkeypatch):
-    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("LANDMARKS_DATA", str(shared_data.parent))
     recipe = load_recipe(RECIPES / "300w_pfld025.yaml")
+    assert recipe.data.train == ("300w/helen/trainset", "300w/lfpw/trainset", "300w/afw")  # names, as written
+    assert recipe.data.items("eval") == tuple(str(shared_data.parent / f"300w/{s}/testset") for s in ("helen", "lfpw"))
     assert recipe.prune.enabled and recipe.prune.ratio == pytest.approx(0.3)
     assert recipe.teacher.arch == "fan2" and recipe.student.arch == "pfld025" and not recipe.student.no_kd
     assert recipe.produced() == ("onnx_fp32", "tflite_fp32", "onnx_int8", "tflite_int8")
@@ -61,12 +63,13 @@ def test_real_data_recipe_validates(shared_data, monkeypatch):
         ("name: t\nquant:\n  method: magic\n", "quant.method: must be one of"),
         ("name: t\nexport:\n  formats: []\n", "export.formats: must not be empty"),
         ("name: t\ndata:\n  train: /no/such/folder\n", "data.train: no such folder '/no/such/folder'"),
+        ("name: t\ndata:\n  root: /no/such/root\n", "data.root: no such folder '/no/such/root'"),
         ("name: t\nteacher:\n  arch: fan9\n", "teacher.arch: unknown architecture 'fan9'; valid: fan1, fan2, fan4"),
         ("name: t\nsurprise: 1\n", "surprise: unknown key"),
         ("name: t\nquant:\n  onnx: yes please\n", "quant.onnx: must be true or false"),
         ("name: t\nquant:\n  tflite: false\n", "artifacts.required: 'tflite_int8' is never produced by this recipe"),
         ("name: t\nexport:\n  formats: [onnx]\nquant:\n  tflite: false\nartifacts:\n  required: [onnx_int8]\n"
-         "prune:\n  ratio: 1.5\n", "prune.ratio: must be < 1.0 (got 1.5)"),
+         "prune:\n  ratio: 1.5\n", "prune.ratio: must be a fraction in (0, 1) or auto (got 1.5)"),
         ("- just\n- a list\n", "a recipe is a mapping of sections"),
         ("name: t\nstudent: [1\n", "not valid YAML (line 3)"),
     ],
@@ -104,7 +107,8 @@ def test_overrides_are_parsed_as_yaml_and_resolved(capsys):
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["student"]["epochs"] == 3
     assert resolved["export"]["formats"] == ["onnx"]
-    assert resolved["gate"] == {"max_regression": 0.02, "max_abs_regression": 0.5, "latency": True, "threads": 2}
+    assert resolved["gate"] == {"max_regression": 0.02, "max_abs_regression": 0.5, "max_chain_regression": None,
+                                "latency": True, "threads": 2, "latency_threads": 1}
     assert resolved["name"] == "ci" and resolved["prune"]["enabled"] is False
 
 
@@ -124,8 +128,9 @@ def test_sections_are_the_library_configs_with_their_defaults():
     assert distill.kd == KDConfig() and distill.data.crop_scale == 1.25
     ptq, library = recipe.ptq_config("onnx"), PtqConfig()
     assert ptq.onnx == StaticInt8Config() and ptq.onnx.calib_count == 256
-    assert (ptq.tflite, ptq.gate, ptq.fallback, ptq.max_float_nodes, ptq.threads) == (
-        TfliteInt8Config(), library.gate, library.fallback, library.max_float_nodes, library.threads)
+    assert (ptq.tflite, ptq.gate, ptq.fallback, ptq.max_float_nodes) == (
+        TfliteInt8Config(), library.gate, library.fallback, library.max_float_nodes)
+    assert ptq.threads == recipe.gate.threads == 2  # a recipe evaluates on the machine's 2 cores
     prune = recipe.prune_config()
     assert prune == replace(PruneConfig(ratio=0.3), batch_size=32, synthetic_train=1000, synthetic_val=250)
 

@@ -295,3 +295,105 @@ def test_a_failing_stage_stops_the_run_and_publishes_nothing(tmp_path, monkeypat
     assert err.startswith("python -m recipes: error: stage distill failed:") and "not a readable checkpoint" in err
     assert not (out / "manifest.json").exists() and not (out / "release").exists()
     assert "[failed] distill" in (out / "stages" / "log.txt").read_text()
+
+
+def test_an_internal_error_exits_3_with_its_traceback_and_publishes_nothing(resumed, tmp_path, monkeypatch, capsys):
+    """A bug inside a stage is neither a rejection (1) nor the user's error (2)."""
+    import quant.onnx_backend
+
+    def broken_build(self, float_nodes, **kw):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(quant.onnx_backend.OnnxInt8Backend, "build", broken_build)
+    out = _copy(resumed, tmp_path)
+    code = _main(out, "--set", "quant.calib_count=16")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1, err
+    assert err[0].startswith("python -m recipes: internal error in stage quantize, onnx INT8: building a candidate: "
+                             "ZeroDivisionError: injected; nothing published")
+    assert f"(traceback: {out / 'stages' / 'log.txt'})" in err[0]
+    log = (out / "stages" / "log.txt").read_text()
+    assert "Traceback (most recent call last)" in log and "broken_build" in log
+    assert not (out / "manifest.json").exists()
+    assert not (out / "release").exists() or not any((out / "release").iterdir())
+
+
+def test_a_change_to_a_stages_code_reruns_it(resumed, tmp_path, monkeypatch):
+    """The stage records are keyed on the source that runs each stage: editing export/ re-runs export
+    (and what depends on its files), not distill. The source is copied to a scratch root first."""
+    import recipes.cache
+
+    monkeypatch.chdir(REPO)
+    out = _copy(resumed, tmp_path)
+    root = tmp_path / "src"
+    for package in ("landmarks", "distill", "export", "quant", "recipes"):
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.onnx",
+                                                                                          "*.tflite"))
+    monkeypatch.setattr(recipes.cache, "REPO_ROOT", root)
+    assert _main(out) == 0
+    assert _log_of_last_run(out)[:4] == [f"[cached] {stage}" for stage in STAGES]  # the same bytes, the same hash
+    with open(root / "export" / "onnx_export.py", "a") as source:
+        source.write("\n# a change to the exporter\n")
+    assert _main(out) == 0
+    log = _log_of_last_run(out)
+    assert log[0] == "[cached] distill" and "[run] export" in log
+
+
+def test_a_killed_prune_stage_resumes_from_its_finished_steps(resumed, tmp_path):
+    out = _copy(resumed, tmp_path)
+    prune = ["--set", "prune.enabled=true", "--set", "prune.ratio=0.3", "--set", "prune.steps=2",
+             "--set", "prune.finetune_epochs=2"]
+    proc = subprocess.Popen(_command(out, *prune), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    marker = out / "checkpoints" / "prune" / "step1.pt"
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode in INTERRUPTED
+    assert not (out / "stages" / "prune.json").exists()
+    rerun = subprocess.run(_command(out, *prune), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = _log_of_last_run(out)
+    assert "[run] prune (resuming)" in log
+    assert any(line.startswith("step 1/2") and line.endswith("(finished in an earlier run)") for line in
+               (entry.strip() for entry in log))
+    report = json.loads((out / "checkpoints" / "prune" / "prune_report.json").read_text())
+    assert [s["step"] for s in report["steps"]] == [0, 1, 2]
+    assert not list((out / "checkpoints" / "prune").glob("step*.pt"))
+
+
+def test_the_chain_regression_is_against_the_unpruned_student_and_rejects_past_its_budget(learned, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """Pruning is a gated step: the pruned student (and every artifact made from it) is measured against
+    the distilled student before pruning; past gate.max_chain_regression, rejected (exit 1)."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "run"
+    shutil.copytree(learned, out)
+    prune = [*LEARNED, "--set", "prune.enabled=true", "--set", "prune.ratio=0.5", "--set", "prune.finetune_epochs=0"]
+    assert _main(out, *prune) == 0  # no chain budget: reported, not enforced
+    manifest = json.loads((out / "manifest.json").read_text())
+    refs = manifest["references"]
+    unpruned, pruned = refs["student_unpruned"]["nme_io"], refs["torch_fp32"]["nme_io"]
+    assert unpruned != pruned and refs["torch_fp32"]["chain_reference"] == "student_unpruned"
+    assert refs["torch_fp32"]["chain_regression"] == pytest.approx((pruned - unpruned) / unpruned)
+    for artifact in manifest["artifacts"]:
+        assert artifact["chain_reference"] == "student_unpruned"
+        assert artifact["nme_chain_reference"] == pytest.approx(unpruned)
+        assert artifact["chain_regression"] == pytest.approx((artifact["nme_io"] - unpruned) / unpruned)
+    assert pruned > unpruned  # half the channels gone and no recovery: the chain lost accuracy
+    capsys.readouterr()
+    budget = 0.5 * (pruned - unpruned) / unpruned
+    code = _main(out, *prune, "--set", f"gate.max_chain_regression={budget}")
+    assert code == 1
+    assert "required artifact(s) rejected by the gate: torch_fp32" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["references"]["torch_fp32"]["verdict"] == "reject" and not manifest["passed"]
+    assert "chain budget" in manifest["references"]["torch_fp32"]["reason"]
+    fp32 = next(a for a in manifest["artifacts"] if a["name"] == "onnx_fp32")
+    assert fp32["verdict"] == "reject" and "chain budget" in fp32["reason"] and fp32["file"].startswith("rejected/")
+    assert "pruning.png" not in (out / "report.md").read_text() or (out / "pruning.png").is_file()

@@ -202,7 +202,6 @@ def test_importing_runtimes_pulls_in_no_backend():
 @pytest.fixture(scope="module")
 def tflite_models(tmp_path_factory, model):
     """Float and full-integer TFLite versions of ``model`` (one TensorFlow import for all)."""
-    pytest.importorskip("tensorflow")
     folder = tmp_path_factory.mktemp("tflite")
     meta = tiny_metadata(layout="NHWC", **ODD)
     calibration = preprocess(random_crops(32, SIZE, seed=11), meta)

@@ -27,7 +27,7 @@ def gate_shipped(zoo: Path, data: str | list[str], seed: int = 0) -> dict[str, o
 
     manifest = load_manifest(zoo)
     assert manifest is not None
-    files = {entry["name"]: entry for entry in manifest["files"]}
+    files = {entry["name"]: entry for entry in manifest["artifacts"]}
     reference = load_predictor(zoo / files["onnx_fp32"]["file"], num_threads=1)
     meta = reference.metadata
     dataset = open_dataset(data, input_size=meta.input_size, crop_scale=meta.crop_scale, augment=None,
@@ -46,16 +46,13 @@ def gate_shipped(zoo: Path, data: str | list[str], seed: int = 0) -> dict[str, o
 
 
 def test_shipped_files_match_their_sha256_and_size() -> None:
-    if load_manifest() is None:
-        pytest.skip(f"nothing published in {ZOO_DIR} yet")
+    assert load_manifest() is not None, f"the package ships models: {ZOO_DIR}"
     assert verify() == []
     assert default_model() == ZOO_DIR / load_manifest()["default"]
 
 
 @pytest.mark.realdata
 def test_shipped_int8_artifacts_pass_the_gate_on_the_300w_common_test_set(shared_data: Path) -> None:
-    if load_manifest() is None:
-        pytest.skip(f"nothing published in {ZOO_DIR} yet")
     reports = gate_shipped(ZOO_DIR, ",".join(str(shared_data / f) for f in COMMON_TEST))
     assert "onnx_int8" in reports
     for report in reports.values():
@@ -87,13 +84,18 @@ def test_publish_copies_release_artifacts_with_their_sha256(tiny_run: Path, tmp_
     manifest = publish(tiny_run, zoo)
     run = json.loads((tiny_run / "manifest.json").read_text())
     released = {a["name"]: a for a in run["artifacts"]}
-    assert [f["name"] for f in manifest["files"]] == ["onnx_fp32", "onnx_int8", "tflite_int8"]
+    assert [f["name"] for f in manifest["artifacts"]] == ["onnx_fp32", "onnx_int8", "tflite_int8"]
     assert sorted(p.name for p in zoo.iterdir()) == sorted(
         [MANIFEST, MODEL_CARD, "student.onnx", "student.int8.onnx", "student.int8.tflite", "student.int8.tflite.json"])
-    for entry in manifest["files"]:
+    for entry in manifest["artifacts"]:  # the run's entries, unchanged but for the file names
         assert entry["sha256"] == released[entry["name"]]["sha256"] == file_sha256(zoo / entry["file"])
-        assert entry["nme_io"] == released[entry["name"]]["nme_io"]
-    sidecar = manifest["files"][2]["sidecar"]
+        run_entry = released[entry["name"]]
+        assert {k: v for k, v in entry.items() if k not in ("file", "sidecar")} == {
+            k: v for k, v in run_entry.items() if k not in ("file", "sidecar")}
+    assert set(manifest) == (set(run) - {"checkpoints", "stages", "samples"}) | {"default", "total_bytes"}
+    assert manifest["datasets"] == run["datasets"] and manifest["datasets"]["train"] == [
+        {"name": "synthetic:96", "content_hash": None}]
+    sidecar = manifest["artifacts"][2]["sidecar"]
     assert sidecar["sha256"] == file_sha256(tiny_run / "release" / "student.int8.tflite.json")
     assert manifest["total_bytes"] == sum((zoo / n).stat().st_size for n in (
         "student.onnx", "student.int8.onnx", "student.int8.tflite", "student.int8.tflite.json"))
@@ -103,7 +105,7 @@ def test_publish_copies_release_artifacts_with_their_sha256(tiny_run: Path, tmp_
 
     (zoo / "student.int8.onnx").write_bytes(b"tampered")
     assert verify(zoo) == ["student.int8.onnx has 8 bytes, the manifest says "
-                           f"{manifest['files'][1]['bytes']}"]
+                           f"{manifest['artifacts'][1]['bytes']}"]
 
 
 def test_model_card_is_generated_from_the_manifest(tiny_run: Path, tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ def test_model_card_is_generated_from_the_manifest(tiny_run: Path, tmp_path: Pat
     assert card == model_card(manifest)
     assert manifest["git_commit"] in card and "`ci` (`recipes/ci.yaml`)" in card
     assert "`synthetic:96` (train)" in card and "no third-party terms" in card
-    for entry in manifest["files"]:
+    for entry in manifest["artifacts"]:
         assert f"`{entry['file']}`" in card and f"{entry['nme_io']:.3f} %" in card
     assert "`synthetic:48` (48 faces" in card  # the recipe's eval set
     assert "300-W" not in card  # no research-only data went into this one
@@ -129,7 +131,7 @@ def test_publish_refuses_a_zoo_above_the_size_limit(tiny_run: Path, tmp_path: Pa
 def test_gate_rerun_on_published_artifacts_reproduces_the_recipe_gate(tiny_run: Path, tmp_path: Path) -> None:
     """The helper behind the 300-W test, on the recipe's own eval set: the same NMEs as the run recorded."""
     manifest = publish(tiny_run, tmp_path)
-    files = {entry["name"]: entry for entry in manifest["files"]}
+    files = {entry["name"]: entry for entry in manifest["artifacts"]}
     from landmarks.data.specs import EVAL_SEED_OFFSET
 
     seed = json.loads((tiny_run / "manifest.json").read_text())["recipe"]["config"]["seed"] + EVAL_SEED_OFFSET

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from distill.config import DEVICES
 from distill.prune.config import IMPORTANCES, PruneConfig
 from distill.prune.run import prune_checkpoint, qat_line, step_line
-from landmarks.cli import check_output_dir, new_parser
+from landmarks.cli import (
+    add_data,
+    add_device,
+    add_out,
+    add_progress,
+    add_seed,
+    check_output_dir,
+    new_parser,
+    show_progress,
+)
 from landmarks.errors import cli_errors
 
 PROG = "python -m distill.prune"
@@ -38,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--channel-ratio", type=float, help="fraction of channels removed per pruned layer")
     target.add_argument("--params-budget", type=_count, help="inference parameters to end at, e.g. 200k")
     target.add_argument("--flops-budget", type=_count, help="inference MACs to end at, e.g. 40M")
+    p.add_argument("--budget", type=float, default=None, metavar="FRACTION",
+                   help="accuracy-aware: keep the last step whose recovered validation nme_io stays within this "
+                        "relative rise of the unpruned student's (e.g. 0.03); exit 1 if the first step does not")
     p.add_argument("--importance", choices=IMPORTANCES, default="l1", help="channel ranking criterion")
     p.add_argument("--steps", type=int, default=1, help="prune in this many steps, fine-tuning after each")
     p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs after each step (0: none)")
@@ -45,24 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantization-aware fine-tuning epochs after the last step (0: none); INT8 then loses less")
     p.add_argument("--qat-lr", type=float, default=1e-4, help="quantization-aware fine-tuning learning rate")
     p.add_argument("--teacher", default=None, help="FAN teacher checkpoint: recover with KD (else ground truth only)")
-    p.add_argument("--data", default="synthetic", help="fine-tuning faces: dataset path(s), or synthetic[:N]")
+    add_data(p, "fine-tuning faces")
     p.add_argument("--val-data", default=None, help="validation faces (default: held-out synthetic faces)")
     p.add_argument("--round-to", type=int, default=16, help="keep pruned widths multiples of this")
     p.add_argument("--min-channels", type=int, default=32, help="never prune layers this narrow or narrower")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (cosine decay)")
-    p.add_argument("--out", default="runs/prune", help="output folder (pruned.pt, prune_report.json, logs)")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars or step lines")
+    add_out(p, "runs/prune", "output folder (pruned.pt, prune_report.json, logs)")
+    add_device(p)
+    add_seed(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted pruning run in --out")
+    add_progress(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with cli_errors(PROG):
-        check_output_dir(args.out)
+    with cli_errors(PROG) as errors:
+        errors.folder = check_output_dir(args.out)
         config = PruneConfig(ratio=args.ratio, channel_ratio=args.channel_ratio, params_budget=args.params_budget,
+                             budget=args.budget,
                              flops_budget=args.flops_budget, importance=args.importance, steps=args.steps,
                              finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs,
                              qat_lr=args.qat_lr, round_to=args.round_to,
@@ -70,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              device=args.device)
         report = prune_checkpoint(args.checkpoint, config, data=args.data, val_data=args.val_data,
                                   teacher_checkpoint=args.teacher, out=args.out, seed=args.seed,
-                                  progress=not args.no_progress)
+                                  progress=show_progress(args.progress), resume=args.resume)
         for step in report.steps:
             print(step_line(step, report.before, len(report.steps) - 1))
         if report.qat is not None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import DEVICES, KDConfig
+from distill.config import KDConfig
+from landmarks.cli import DEVICES
 from landmarks.errors import ConfigError
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn")
@@ -30,6 +31,10 @@ class PruneConfig:
 
     ratio: float | None = None
     channel_ratio: float | None = None
+    # Accuracy-aware: after each step's recovery, the relative validation nme_io rise against the
+    # unpruned student must stay within ``budget``; the run keeps the last step that did (the target
+    # is then the largest ratio tried). None: every step is kept.
+    budget: float | None = None
     params_budget: int | None = None
     flops_budget: int | None = None
     importance: str = "l1"
@@ -72,6 +77,11 @@ class PruneConfig:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not 0.0 <= self.val_split < 1.0:
             raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int | float)
+                                        or not 0.0 <= self.budget <= 1.0):
+            raise ConfigError(f"budget must be a fraction in [0, 1] (0.03 = 3 %), got {self.budget!r}")
+        if self.budget is not None and self.finetune_epochs == 0:
+            raise ConfigError("an accuracy budget needs fine-tuning after each step (finetune_epochs >= 1)")
 
     def _check_counts(self) -> None:
         positive = ("steps", "batch_size", "importance_batches", "synthetic_train", "synthetic_val")
@@ -152,7 +162,8 @@ class PruneReport:
     steps: tuple[StepReport, ...]
     seconds: float
     qat: QatReport | None = None  # quantization-aware epochs after the last step, when any ran
-
+    budget: float | None = None  # the accuracy budget of an accuracy-aware run
+    tried: tuple[StepReport, ...] = ()  # every step evaluated, the ones past the budget included
     @property
     def before(self) -> StepReport:
         return self.steps[0]

@@ -1,4 +1,11 @@
-"""A pruning run: open and check every input, prune step by step, fine-tune, write the checkpoint."""
+"""A pruning run: open and check every input, prune step by step, fine-tune, write the checkpoint.
+
+Resumable: each finished step (pruned + recovered) is saved as ``<out>/step<k>.pt`` and every
+fine-tuning epoch as ``<out>/<name>.state.pt``. With ``resume``, the pruning decisions of the
+finished steps are replayed on the input model (they are deterministic given the weights they
+were made on, which the step files hold), the step's weights loaded, and the interrupted
+fine-tuning continues from its state file. The step files are removed once ``pruned.pt`` is written.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,11 @@ from distill.prune.measure import checkpoint_bytes, measure
 from distill.prune.pruner import Pruner
 from landmarks.cli import check_output_dir
 from landmarks.data.specs import VAL_SEED_OFFSET
-from landmarks.errors import ConfigError, DataError, ModelError
+from landmarks.errors import ConfigError, DataError, GateRejected, ModelError
+
+
+class BudgetError(GateRejected):
+    """Not even the first pruning step stayed within the accuracy budget: nothing is pruned (exit 1)."""
 
 
 @dataclass
@@ -111,12 +122,14 @@ def prune_checkpoint(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    resume: bool = False,
 ) -> PruneReport:
     """Prune a PFLD student checkpoint toward ``config``'s target, fine-tuning after each step.
 
     Writes ``<out>/pruned.pt`` (a plain checkpoint), ``<out>/prune_report.json`` and the
     fine-tuning logs. Input and target are checked first: a bad one raises a
-    :class:`~landmarks.errors.LandmarksError` and nothing is written.
+    :class:`~landmarks.errors.LandmarksError` and nothing is written. ``resume`` continues an
+    interrupted run of the same inputs in ``out`` (module docstring).
     """
     started = time.perf_counter()
     log = log or _default_log(progress)
@@ -129,20 +142,89 @@ def prune_checkpoint(
     nme = session.validator(model, meta)["nme_io"]
     steps = [_step_report(session, model, 0, 0.0, nme, nme, 0.0)]
     log(step_line(steps[0], steps[0], config.steps))
+    tried: list[StepReport] = []
     while not pruner.done:
         if config.importance == "taylor":
             _accumulate_gradients(session, model, config)
         sparsity = pruner.step()
         model.zero_grad(set_to_none=True)
-        pruned_nme = session.validator(model, meta)["nme_io"]
-        nme, seconds = _recover(session, model, pruner.current_step, config)
-        steps.append(_step_report(session, model, pruner.current_step, sparsity, pruned_nme,
-                                  pruned_nme if nme is None else nme, seconds))
-        log(step_line(steps[-1], steps[0], config.steps))
-    qat = quantization_aware(session, model, config) if config.qat_epochs else None
+        finished = _finished_step(session, model, pruner.current_step) if resume else None
+        if finished is not None:
+            report = finished
+            log(step_line(report, steps[0], config.steps) + " (finished in an earlier run)")
+        else:
+            pruned_nme = session.validator(model, meta)["nme_io"]
+            nme, seconds = _recover(session, model, pruner.current_step, config, resume)
+            report = _step_report(session, model, pruner.current_step, sparsity, pruned_nme,
+                                  pruned_nme if nme is None else nme, seconds)
+            _save_step(session, model, report)
+            log(step_line(report, steps[0], config.steps))
+        tried.append(report)
+        if not within_budget(report, steps[0], config.budget):
+            log(budget_line(report, steps[0], config.budget, keeping=steps[-1]))
+            if len(steps) == 1:
+                raise BudgetError(budget_line(report, steps[0], config.budget, keeping=None))
+            model = _restore_step(session, steps[-1].step)
+            break
+        steps.append(report)
+    qat = quantization_aware(session, model, config, resume) if config.qat_epochs else None
     if qat is not None:
         log(qat_line(qat))
-    return _finish(session, config, pruner, steps, Path(checkpoint), time.perf_counter() - started, qat)
+    return _finish(session, config, pruner, steps, Path(checkpoint), time.perf_counter() - started, qat,
+                   tried=tuple(tried))
+
+
+def within_budget(step: StepReport, first: StepReport, budget: float | None) -> bool:
+    """Whether a recovered step's validation nme_io stays within ``budget`` of the unpruned student's."""
+    if budget is None or step.nme_io is None or first.nme_io is None:
+        return True
+    return (step.nme_io - first.nme_io) / first.nme_io <= budget + 1e-9
+
+
+def budget_line(step: StepReport, first: StepReport, budget: float | None, keeping: StepReport | None) -> str:
+    rise = 100 * (step.nme_io - first.nme_io) / first.nme_io
+    line = (f"pruning step {step.step} ({_change(step.params, first.params)} parameters): validation nme_io "
+            f"{step.nme_io:.2f}% against {first.nme_io:.2f}% unpruned, {rise:+.2f}%, past the budget of "
+            f"{100 * (budget or 0):.2f}%")
+    if keeping is None:
+        return line + "; no pruning ratio stays within it, nothing is pruned"
+    return line + (f"; keeping step {keeping.step} ({_change(keeping.params, first.params)} parameters)"
+                   if keeping.step else "; keeping the unpruned student")
+
+
+def _restore_step(session: _Session, step: int) -> nn.Module:
+    """The model of an accepted step, from its step file (the pruner has moved past it)."""
+    from landmarks.models import load_checkpoint
+
+    model = load_checkpoint(_step_path(session, step)).build()
+    session.model = model
+    return model.eval()
+
+
+def _step_path(session: _Session, step: int) -> Path:
+    return session.run_dir / f"step{step}.pt"
+
+
+def _save_step(session: _Session, model: nn.Module, report: StepReport) -> None:
+    """A finished step (pruned and recovered), so an interrupted run resumes after it."""
+    from landmarks.models import save_checkpoint
+
+    save_checkpoint(_step_path(session, report.step), _payload(session, model, {"step": dataclasses.asdict(report)}))
+
+
+def _finished_step(session: _Session, model: nn.Module, step: int) -> StepReport | None:
+    """Load step ``step`` of an earlier run into ``model`` when it was saved at the same widths."""
+    from landmarks.models import load_checkpoint
+
+    path = _step_path(session, step)
+    if not path.is_file():
+        return None
+    saved = load_checkpoint(path)
+    if saved.arch_config.get("channels") != dict(model.channels) or "step" not in saved.extra:
+        session.log(f"{path.name}: saved at other widths; this step runs again")
+        return None
+    model.load_state_dict(saved.state_dict)
+    return StepReport(**saved.extra["step"])
 
 
 def qat_checkpoint(
@@ -196,16 +278,18 @@ def _accumulate_gradients(session: _Session, model: nn.Module, config: PruneConf
     model.eval()
 
 
-def _recover(session: _Session, model: nn.Module, step: int, config: PruneConfig) -> tuple[float | None, float]:
+def _recover(session: _Session, model: nn.Module, step: int, config: PruneConfig,
+             resume: bool = False) -> tuple[float | None, float]:
     """Fine-tune after a pruning step: KD from the teacher when there is one, else ground truth."""
     if config.finetune_epochs == 0:
         return None, 0.0
     train = TrainConfig(epochs=config.finetune_epochs, batch_size=config.batch_size, lr=config.lr,
                         weight_decay=config.weight_decay, warmup_epochs=0)
-    return _finetune(session, model, config, train, f"step{step}", session.seed + step)
+    return _finetune(session, model, config, train, f"step{step}", session.seed + step, resume=resume)
 
 
-def quantization_aware(session: _Session, model: nn.Module, config: PruneConfig) -> QatReport:
+def quantization_aware(session: _Session, model: nn.Module, config: PruneConfig,
+                       resume: bool = False) -> QatReport:
     """``config.qat_epochs`` of fine-tuning with INT8 simulated (distill/qat.py), in fp32 (bf16
     autocast would round more coarsely than the simulation). Leaves ``model`` a float model.
 
@@ -221,7 +305,7 @@ def quantization_aware(session: _Session, model: nn.Module, config: PruneConfig)
         _observe_ranges(session, model, config)
         before = session.validator(model, meta)["nme_io"]
         after, seconds = _finetune(session, model, config, train, "qat", session.seed + 1000,
-                                   kd=dataclasses.replace(config.kd, feature_weight=0.0))
+                                   kd=dataclasses.replace(config.kd, feature_weight=0.0), resume=resume)
     return QatReport(epochs=config.qat_epochs, nme_io_int8_before=before, nme_io_int8_after=float(after or before),
                      nme_io=session.validator(model, meta)["nme_io"], seconds=round(seconds, 1))
 
@@ -242,7 +326,7 @@ def _observe_ranges(session: _Session, model: nn.Module, config: PruneConfig, ba
 
 
 def _finetune(session: _Session, model: nn.Module, config: PruneConfig, train: TrainConfig, name: str,
-              seed: int, kd: KDConfig | None = None) -> tuple[float | None, float]:
+              seed: int, kd: KDConfig | None = None, resume: bool = False) -> tuple[float | None, float]:
     """KD (``kd``, default ``config.kd``) from the teacher when there is one, else ground truth.
 
     A fresh task each time: the feature-KD adapter's input width follows the pruned features.
@@ -260,7 +344,7 @@ def _finetune(session: _Session, model: nn.Module, config: PruneConfig, train: T
     task.modules.to(session.device)
     trainer = Trainer(name, task, session.train_ds, train, session.run_dir, seed=seed,
                       device=session.device, num_workers=config.num_workers, progress=session.progress)
-    result = trainer.fit()
+    result = trainer.fit(resume=resume and trainer.has_state())
     model.cpu().eval()
     return result.history[-1].val.get("nme_io"), result.seconds
 
@@ -283,7 +367,7 @@ def _step_report(session: _Session, model: nn.Module, step: int, sparsity: float
 
 
 def _finish(session: _Session, config: PruneConfig, pruner: Pruner, steps: list[StepReport], source: Path,
-            seconds: float, qat: QatReport | None) -> PruneReport:
+            seconds: float, qat: QatReport | None, tried: tuple[StepReport, ...] = ()) -> PruneReport:
     from landmarks.atomic import write_json
     from landmarks.models import save_checkpoint
 
@@ -291,13 +375,15 @@ def _finish(session: _Session, config: PruneConfig, pruner: Pruner, steps: list[
     report = PruneReport(source=source, checkpoint=run_dir / "pruned.pt", report_path=run_dir / "prune_report.json",
                          target=config.target, importance=config.importance, round_to=pruner.round_to,
                          kd=session.teacher is not None, val_data=session.val_spec, steps=tuple(steps),
-                         seconds=round(seconds, 1), qat=qat)
+                         seconds=round(seconds, 1), qat=qat, budget=config.budget, tried=tried)
     summary = {"source": str(source), "config": config.to_dict(), "kd": report.kd, "round_to": pruner.round_to,
                "params": [s.params for s in steps], "macs": [s.macs for s in steps]}
     save_checkpoint(report.checkpoint, _payload(session, session.model, {"pruning": summary}))
     final = dataclasses.replace(steps[-1], checkpoint_bytes=report.checkpoint.stat().st_size)
     report = dataclasses.replace(report, steps=(*steps[:-1], final))
     write_json(report.report_path, report.to_dict())
+    for step in (*steps[1:], *tried):  # resume points, spent once pruned.pt is written
+        _step_path(session, step.step).unlink(missing_ok=True)
     return report
 
 

@@ -28,7 +28,8 @@ from landmarks.data.imageheader import MAX_IMAGE_PIXELS, HeaderError, read_heade
 from landmarks.data.specs import is_synthetic_spec
 from landmarks.errors import DataError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+# The image files every command reads (datasets, unlabeled faces, photos), defined here only.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = ("pts", "synthetics_pkl", "face_synthetics", "wflw", "synthetic")
 SYNTHETICS_PKL_NAME = "annot.pkl"
 WFLW_IMAGES_DIR = "WFLW_images"
@@ -94,12 +95,12 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise DataError(f"{path}: cannot read image ({err.strerror or err})") from None
+        raise DataError(f"{path}: cannot read image ({err.strerror or err})") from err
     _check_header(path, data)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error as err:  # a format whose header we do not read, beyond OpenCV's own limits
-        raise DataError(f"{path}: cannot decode image ({str(err).strip().splitlines()[-1]})") from None
+        raise DataError(f"{path}: cannot decode image ({str(err).strip().splitlines()[-1]})") from err
     if image is None:
         raise DataError(f"{path}: cannot decode image (not a valid JPEG/PNG/BMP/WebP file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -109,7 +110,7 @@ def _check_header(path: Path, data: np.ndarray) -> None:
     try:
         header = read_header(data.tobytes())
     except HeaderError as err:
-        raise DataError(f"{path}: cannot decode image ({err})") from None
+        raise DataError(f"{path}: cannot decode image ({err})") from err
     if header is None:
         return
     if header.pixels > MAX_IMAGE_PIXELS:
@@ -138,9 +139,9 @@ def _read_text(path: Path, kind: str) -> str:
     try:
         return path.read_bytes().decode("utf-8-sig")
     except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text {kind} file") from None
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a text {kind} file") from err
 
 
 def _parse_pts(text: str, path: Path) -> np.ndarray:
@@ -168,8 +169,8 @@ def _parse_xy(line: str, path: Path, line_no: int) -> tuple[float, float]:
         if len(parts) != 2:
             raise ValueError
         x, y = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise DataError(f"{path}: malformed .pts: line {line_no} is not two numbers: {line!r}") from None
+    except ValueError as err:
+        raise DataError(f"{path}: malformed .pts: line {line_no} is not two numbers: {line!r}") from err
     if not (math.isfinite(x) and math.isfinite(y)):
         raise DataError(f"{path}: malformed .pts: line {line_no} has a non-finite coordinate: {line!r}")
     return x, y
@@ -299,11 +300,12 @@ def scan_synthetics_pkl(pkl_path: str | Path) -> ScanResult:
     try:
         obj = restricted_loads(pkl_path.read_bytes())
     except DataError as err:
-        raise DataError(f"{pkl_path}: {err}") from None
+        raise DataError(f"{pkl_path}: {err}") from err
     except OSError as err:
-        raise DataError(f"{pkl_path}: cannot read ({err.strerror or err})") from None
-    except Exception as err:  # a truncated or corrupt pickle can fail in many ways
-        raise DataError(f"{pkl_path}: not a valid pickle ({type(err).__name__}: {err})") from None
+        raise DataError(f"{pkl_path}: cannot read ({err.strerror or err})") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, AttributeError,
+            UnicodeDecodeError) as err:  # what a truncated or corrupt pickle raises
+        raise DataError(f"{pkl_path}: not a valid pickle ({type(err).__name__}: {err})") from err
     names, arrays = _pkl_structure(obj, pkl_path)
     root = pkl_path.parent
     records, problems = [], []
@@ -379,7 +381,7 @@ def read_ldmks(path: str | Path) -> np.ndarray:
         try:
             points.append(_parse_xy(line, path, i + 1))
         except DataError as err:
-            raise DataError(str(err).replace("malformed .pts", "malformed _ldmks.txt")) from None
+            raise DataError(str(err).replace("malformed .pts", "malformed _ldmks.txt")) from err
     return index_to_continuous(np.array(points, dtype=np.float64))
 
 
@@ -426,9 +428,9 @@ def scan_wflw_list(list_path: str | Path) -> ScanResult:
     try:
         lines = list_path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
-        raise DataError(f"{list_path}: cannot read ({err.strerror or err})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{list_path}: not a text file") from None
+        raise DataError(f"{list_path}: cannot read ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{list_path}: not a text file") from err
     roots = _wflw_image_roots(list_path)
     records, problems = [], []
     seen: Counter[str] = Counter()
@@ -456,7 +458,7 @@ def _parse_wflw_line(line: str) -> tuple[str, np.ndarray]:
     try:
         numbers = np.array([float(v) for v in parts[:-1]], dtype=np.float64)
     except ValueError as err:
-        raise DataError(f"non-numeric field ({err})") from None
+        raise DataError(f"non-numeric field ({err})") from err
     coords = numbers[: 2 * WFLW_POINTS]
     if not np.isfinite(coords).all():
         raise DataError("landmarks contain NaN or inf")

@@ -5,6 +5,7 @@ Kept free of torch so that ``python -m landmarks.data`` starts fast.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,30 @@ from landmarks.errors import ConfigError, DataError
 # eval ``seed + EVAL_SEED_OFFSET``, so that no two of them share a generated face.
 VAL_SEED_OFFSET = 10_000_000
 EVAL_SEED_OFFSET = 20_000_000
+
+
+DATA_ROOT_ENV = "LANDMARKS_DATA"  # the folder that holds a user's datasets (e.g. 300w/, wflw/)
+
+
+def data_root() -> Path:
+    """Where relative dataset names of recipes and benchmarks point: ``$LANDMARKS_DATA``, else ``data/``."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or "data")
+
+
+def dataset_name(path: str | Path, root: str | Path | None = None) -> str:
+    """A dataset's name for reports and manifests: its path below ``root`` (default :func:`data_root`)
+    when it lies there, else as given if relative, else its last two parts; never a machine's
+    absolute path."""
+    text = str(path)
+    if is_synthetic_spec(text):
+        return text
+    resolved = Path(text).resolve()
+    base = Path(root if root is not None else data_root()).resolve()
+    if resolved.is_relative_to(base):
+        return resolved.relative_to(base).as_posix()
+    if not Path(text).is_absolute() and ".." not in Path(text).parts:
+        return Path(text).as_posix()
+    return "/".join(resolved.parts[-2:])
 
 
 def is_synthetic_spec(spec: str | Path) -> bool:

@@ -25,8 +25,6 @@ from landmarks.data.formats import IMAGE_SUFFIXES, BadFile, read_image, read_pts
 from landmarks.data.specs import split_spec
 from landmarks.errors import ConfigError, DataError, LandmarksError
 
-UNLABELED_SUFFIXES = IMAGE_SUFFIXES | {".bmp", ".webp", ".tif", ".tiff"}
-
 
 @dataclass(frozen=True, eq=False)
 class UnlabeledRecord:
@@ -50,7 +48,7 @@ class UnlabeledScan:
 
 
 def _images_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in UNLABELED_SUFFIXES
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 

@@ -70,8 +70,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ModelError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or unsafe files
-        raise ModelError(f"{path}: not a readable checkpoint ({_load_failure(err)})") from None
+    except Exception as err:  # torch.load reads only the user's file here, and fails on a
+        # corrupt one in many ways (UnpicklingError, RuntimeError, EOFError, IndexError, ...); the cause is chained
+        raise ModelError(f"{path}: not a readable checkpoint ({_load_failure(err)})") from err
     if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
         raise ModelError(f"{path}: not a landmarks checkpoint (no 'arch'/'state_dict' entries)")
     version = payload.get("format_version", 0)

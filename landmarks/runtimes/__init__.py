@@ -14,9 +14,9 @@ from landmarks.errors import ModelError
 from landmarks.metadata import ArtifactMetadata
 from landmarks.runtimes.base import LandmarkResult, Predictor, preprocess
 
-__all__ = ["LandmarkResult", "Predictor", "load_predictor", "preprocess"]
+__all__ = ["MODEL_SUFFIXES", "LandmarkResult", "Predictor", "load_predictor", "preprocess"]
 
-_SUFFIXES = (".onnx", ".tflite", ".pt", ".pth")
+MODEL_SUFFIXES = (".onnx", ".tflite", ".pt", ".pth")  # the model files every command takes
 
 
 def load_predictor(
@@ -38,8 +38,8 @@ def load_predictor(
         return TorchPredictor(model, metadata, num_threads=num_threads)
     path = Path(model)
     suffix = path.suffix.lower()
-    if suffix not in _SUFFIXES:
-        known = ", ".join(_SUFFIXES)
+    if suffix not in MODEL_SUFFIXES:
+        known = ", ".join(MODEL_SUFFIXES)
         raise ModelError(f"{path}: unknown model format {suffix or '(no suffix)'!r}; expected {known}")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")

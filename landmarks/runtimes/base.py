@@ -63,15 +63,31 @@ def preprocess(crops: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def as_points(raw: np.ndarray, num_points: int, where: str = "model") -> np.ndarray:
-    """Model output ``[N, P, 2]`` or flat ``[N, 2P]`` -> float32 ``[N, P, 2]``."""
+def as_points(raw: np.ndarray, metadata: ArtifactMetadata, where: str = "model") -> np.ndarray:
+    """Model output -> float32 ``[N, P, 2]`` in ``xy_norm``, as the metadata says to read it.
+
+    The output is ``[N, P, 2]`` or anything with ``2P`` values per image; with
+    ``metadata.points_slice`` it may hold more (pose angles, flags), of which ``START:END`` are
+    the points, x and y interleaved. ``xy_pixels`` outputs are divided by the input size.
+    """
     raw = np.asarray(raw)
-    if raw.ndim < 2 or raw.size != len(raw) * 2 * num_points:
+    num_points = metadata.num_points
+    flat = raw.reshape(len(raw), -1) if raw.ndim >= 1 and len(raw) else raw.reshape(0, 2 * num_points)
+    if metadata.points_slice is not None:
+        start, end = metadata.points_slice
+        if end > flat.shape[1]:
+            raise ModelError(f"{where}: points slice {start}:{end} lies outside its output of {flat.shape[1]} "
+                             f"values per image")
+        flat = flat[:, start:end]
+    elif raw.ndim < 2 or flat.shape[1] != 2 * num_points:
+        more = ("; it holds more: give the slice that holds the points (--points-slice START:END)"
+                if raw.ndim >= 2 and flat.shape[1] > 2 * num_points else "")
         raise ModelError(
             f"{where}: output shape {list(raw.shape)} does not hold {num_points} (x, y) points per "
-            "image as its metadata says"
+            f"image as its metadata says{more}"
         )
-    return raw.reshape(len(raw), num_points, 2).astype(np.float32)
+    points = flat.reshape(len(flat), num_points, 2).astype(np.float32)
+    return points / np.float32(metadata.input_size) if metadata.output == "xy_pixels" else points
 
 
 def check_input_shape(shape: Sequence[Any], metadata: ArtifactMetadata, path: os.PathLike[str]) -> None:
@@ -106,7 +122,7 @@ class Predictor(ABC):
         inputs = preprocess(crops, self.metadata)
         step = self.batch_size or max(len(inputs), 1)
         chunks = [
-            as_points(self._run(inputs[i : i + step]), self.metadata.num_points, self.name)
+            as_points(self._run(inputs[i : i + step]), self.metadata, self.name)
             for i in range(0, len(inputs), step)
         ]
         if not chunks:

@@ -45,7 +45,7 @@ class TFLitePredictor(FilePredictor):
             reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise ModelError(f"{path}: not a loadable TFLite model ({reason})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        self._output = _points_output(self.interpreter.get_output_details(), metadata, path)
         signature = self._input.get("shape_signature", self._input["shape"])
         return metadata, [int(d) for d in self._input["shape"]], None if signature[0] < 0 else int(signature[0])
 
@@ -57,6 +57,18 @@ class TFLitePredictor(FilePredictor):
         self.interpreter.set_tensor(self._input["index"], _quantize(inputs, self._input))
         self.interpreter.invoke()
         return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+
+
+def _points_output(outputs: list[dict], metadata: ArtifactMetadata, path: Path) -> dict:
+    """The output tensor that holds the points: named by the metadata, else the only (or first) one."""
+    if metadata.output_name:
+        named = [o for o in outputs if o["name"] == metadata.output_name]
+        if named:
+            return named[0]
+        if len(outputs) > 1:
+            names = ", ".join(o["name"] for o in outputs)
+            raise ModelError(f"{path}: no output named {metadata.output_name!r} (outputs: {names})")
+    return outputs[0]
 
 
 def _quantize(x: np.ndarray, details: dict) -> np.ndarray:

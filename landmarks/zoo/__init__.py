@@ -28,8 +28,8 @@ def load_manifest(zoo_dir: str | os.PathLike[str] | None = None) -> dict[str, An
     path = Path(zoo_dir or ZOO_DIR) / MANIFEST
     if not path.is_file():
         return None
-    return read_json(path, "zoo manifest (no 'files' list)",
-                     lambda m: isinstance(m, dict) and isinstance(m.get("files"), list))
+    return read_json(path, "zoo manifest (no 'artifacts' list)",
+                     lambda m: isinstance(m, dict) and isinstance(m.get("artifacts"), list))
 
 
 def default_model(zoo_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -47,7 +47,7 @@ def default_model(zoo_dir: str | os.PathLike[str] | None = None) -> Path:
 def listed_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Every file the manifest lists (artifacts and their sidecars): ``file``, ``bytes``, ``sha256``."""
     out = []
-    for entry in manifest["files"]:
+    for entry in manifest["artifacts"]:
         out.append(entry)
         if entry.get("sidecar"):
             out.append(entry["sidecar"])

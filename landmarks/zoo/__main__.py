@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from landmarks.cli import check_output_dir, new_parser
-from landmarks.errors import EXIT_OK, EXIT_REJECTED, cli_errors
+from landmarks.errors import EXIT_OK, EXIT_USAGE, cli_errors
 
 PROG = "python -m landmarks.zoo"
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(PROG, (
         "Shipped models: 'publish' copies the release artifacts of a finished recipe run (FP32 ONNX, INT8 ONNX, "
         "INT8 TFLite + sidecar) into landmarks/zoo/ with a trimmed manifest.json and a generated MODEL_CARD.md "
-        "(2 MB at most); 'check' verifies every listed file's size and sha256 (exit 1 on a mismatch)."))
+        "(2 MB at most); 'check' verifies every listed file's size and sha256 (exit 2 on a mismatch)."))
     sub = parser.add_subparsers(dest="command", required=True)
     publish = sub.add_parser("publish", help="copy a recipe run's release artifacts into the zoo")
     publish.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="recipe run folder (manifest.json, release/)")
@@ -38,16 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in problems:
                 print(f"BAD  {problem}")
             print(f"{dest}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-            return EXIT_REJECTED if problems else EXIT_OK
+            return EXIT_USAGE if problems else EXIT_OK
         from landmarks.zoo.publish import publish
 
         check_output_dir(dest, "--dest")
         manifest = publish(args.run_dir, dest)
-        for entry in manifest["files"]:
+        for entry in manifest["artifacts"]:
             nme = entry.get("nme_io", float("nan"))
             size = entry["bytes"] / 1e6
             print(f"{entry['file']:<28} {size:6.2f} MB  nme_io {nme:.3f} %  {entry.get('verdict', '-')}")
-        print(f"published {len(manifest['files'])} artifact(s), {manifest['total_bytes'] / 1e6:.2f} MB -> {dest}")
+        print(f"published {len(manifest['artifacts'])} artifact(s), {manifest['total_bytes'] / 1e6:.2f} MB -> {dest}")
     return EXIT_OK
 
 

@@ -1,12 +1,15 @@
-"""Copy a finished recipe run's release artifacts into the zoo, with a trimmed manifest and a model card.
+"""Copy a finished recipe run's release artifacts into the zoo, with its manifest filtered and a model card.
 
-Reads ``RUN_DIR/manifest.json`` (``recipes/manifest.py``: ``status``, ``recipe``, ``git_commit``,
-``eval_set``, ``artifacts`` with ``file``, ``bytes``, ``sha256``, ``nme_io``, ``regression``,
-``verdict``, ``latency_ms``, ``sidecar``), checks every shipped file against it, refuses more than
-:data:`MAX_ZOO_BYTES` in all, and writes into the zoo folder in this order: the old manifest is
-removed, each file is copied atomically, files the old manifest listed and the new one does not
-are removed, ``MODEL_CARD.md`` is written, and ``manifest.json`` last, so a crash never leaves a
-manifest describing files that are not there.
+The zoo's ``manifest.json`` is the run's (``recipes/manifest.py``, docs/DESIGN.md "Manifest"),
+filtered: ``artifacts`` keeps the shipped ones (:data:`SHIPPED`), each entry unchanged but for its
+``file`` and ``sidecar.file``, now names in the zoo folder; what stays on the machine that ran the
+recipe is dropped (``checkpoints``, ``stages``, ``samples``, the references' checkpoint paths); and
+``default`` (the file :func:`landmarks.zoo.default_model` opens) and ``total_bytes`` are added.
+Every shipped file is checked against the run manifest first, more than :data:`MAX_ZOO_BYTES` in all
+is refused, and the zoo is written in this order: the old manifest is removed, each file is copied
+atomically, files the old manifest listed and the new one does not are removed, ``MODEL_CARD.md``
+is written, and ``manifest.json`` last, so a crash never leaves a manifest describing files that
+are not there.
 """
 
 from __future__ import annotations
@@ -20,16 +23,13 @@ from landmarks import atomic
 from landmarks.errors import ModelError
 from landmarks.zoo import MANIFEST, MODEL_CARD, ZOO_DIR, listed_files, load_manifest
 
-FORMAT_VERSION = 1
 MAX_ZOO_BYTES = 2_000_000  # the whole zoo (artifacts + sidecars) ships inside the wheel
 SHIPPED = ("onnx_fp32", "onnx_int8", "tflite_int8")  # artifact names of a recipe manifest, in this order
 REQUIRED = ("onnx_fp32", "onnx_int8")  # the default model and the reference it is gated against
 DEFAULT = "onnx_int8"
-KEPT = ("format", "precision", "runtime", "params", "landmarks.input_size", "landmarks.crop_scale",
-        "nme_io", "nme_box", "fr@0.10", "auc@0.10", "reference", "nme_reference", "regression",
-        "max_regression", "verdict", "latency_ms", "latency_threads")
+NOT_SHIPPED = ("checkpoints", "stages", "samples")  # run-folder details, meaningless outside the run
 
-# Terms of the training data, recognized from the dataset paths of the recipe (lower case).
+# Terms of the training data, recognized from the dataset names of the recipe (lower case).
 DATA_TERMS = (
     (("300w", "helen", "lfpw", "afw"),
      "300-W (Helen, LFPW, AFW): research use only, under the terms of the original datasets "
@@ -50,20 +50,20 @@ def publish(run_dir: str | os.PathLike[str], dest: str | os.PathLike[str] | None
     run_dir, dest = Path(run_dir), Path(dest or ZOO_DIR)
     run = _load_run(run_dir)
     chosen = _choose(run, run_dir)
-    total = sum(a["bytes"] + (a["sidecar_entry"]["bytes"] if a["sidecar_entry"] else 0) for a in chosen)
+    total = sum(a["bytes"] + (a["sidecar"]["bytes"] if a.get("sidecar") else 0) for a in chosen)
     if total > max_bytes:
         sizes = ", ".join(f"{Path(a['file']).name} {a['bytes'] / 1e6:.2f} MB" for a in chosen)
         raise ModelError(f"the zoo would hold {total / 1e6:.2f} MB ({sizes}), above the limit of "
                          f"{max_bytes / 1e6:.2f} MB; prune or quantize the student further")
-    manifest = _zoo_manifest(run, chosen, total)
+    manifest = zoo_manifest(run, chosen, total)
     old = load_manifest(dest) if (dest / MANIFEST).is_file() else None
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MANIFEST).unlink(missing_ok=True)
     for artifact in chosen:
-        for source in (artifact["file"], artifact["sidecar"]):
-            if source:
-                with atomic.atomic_path(dest / Path(source).name) as tmp:
-                    shutil.copyfile(run_dir / source, tmp)
+        sources = [artifact["file"], *([artifact["sidecar"]["file"]] if artifact.get("sidecar") else [])]
+        for source in sources:
+            with atomic.atomic_path(dest / Path(source).name) as tmp:
+                shutil.copyfile(run_dir / source, tmp)
     keep = {entry["file"] for entry in listed_files(manifest)}
     for entry in listed_files(old) if old else []:
         if entry["file"] not in keep and PurePosixPath(entry["file"]).name == entry["file"]:
@@ -84,7 +84,7 @@ def _load_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _choose(run: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
-    """The released artifacts of :data:`SHIPPED`, each file checked against the run manifest."""
+    """The released artifacts of :data:`SHIPPED`, each file (and sidecar) checked against the run manifest."""
     from landmarks.models.checkpoint import file_sha256
 
     by_name = {a.get("name"): a for a in run["artifacts"]}
@@ -96,79 +96,52 @@ def _choose(run: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
                 why = "is not in it" if artifact is None else f"was rejected by the gate ({artifact.get('reason', '')})"
                 raise ModelError(f"{run_dir / MANIFEST}: artifact {name} {why}; nothing to ship")
             continue
-        path = run_dir / artifact["file"]
-        if not path.is_file():
-            raise ModelError(f"{path}: listed in the run manifest but missing")
-        if path.stat().st_size != artifact["bytes"] or file_sha256(path) != artifact["sha256"]:
-            raise ModelError(f"{path}: size or sha256 differs from the run manifest; re-run the recipe")
-        sidecar = artifact.get("sidecar")
-        entry = None
-        if sidecar:
-            if not (run_dir / sidecar).is_file():
-                raise ModelError(f"{run_dir / sidecar}: sidecar listed in the run manifest but missing")
-            entry = {"file": Path(sidecar).name, "bytes": (run_dir / sidecar).stat().st_size,
-                     "sha256": file_sha256(run_dir / sidecar)}
-        chosen.append({**artifact, "sidecar_entry": entry})
+        for entry in (artifact, artifact.get("sidecar")):
+            if not entry:
+                continue
+            path = run_dir / entry["file"]
+            if not path.is_file():
+                raise ModelError(f"{path}: listed in the run manifest but missing")
+            if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
+                raise ModelError(f"{path}: size or sha256 differs from the run manifest; re-run the recipe")
+        chosen.append(artifact)
     return chosen
 
 
-def _zoo_manifest(run: dict[str, Any], chosen: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    files = []
+def zoo_manifest(run: dict[str, Any], chosen: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """The run's manifest, filtered to what ships (module docstring)."""
+    artifacts = []
     for artifact in chosen:
-        entry = {"name": artifact["name"], "file": Path(artifact["file"]).name, "bytes": artifact["bytes"],
-                 "sha256": artifact["sha256"]}
-        entry.update({key: artifact[key] for key in KEPT if artifact.get(key) is not None})
-        entry["sidecar"] = artifact["sidecar_entry"]
-        files.append(entry)
-    recipe = run.get("recipe") or {}
-    data = (recipe.get("config") or {}).get("data") or {}
-    return {
-        "format_version": FORMAT_VERSION,
-        "default": next(f["file"] for f in files if f["name"] == DEFAULT),
-        "recipe": {"name": recipe.get("name"), "file": recipe.get("file")},
-        "git_commit": run.get("git_commit", "unknown"),
-        "created": run.get("created"),
-        "training_data": {k: data.get(k) for k in ("train", "val", "calib") if data.get(k) is not None},
-        "eval_set": run.get("eval_set"),
-        "metric": run.get("metric"),
-        "total_bytes": total,
-        "files": files,
-    }
+        entry = {**artifact, "file": Path(artifact["file"]).name}
+        if artifact.get("sidecar"):
+            entry["sidecar"] = {**artifact["sidecar"], "file": Path(artifact["sidecar"]["file"]).name}
+        artifacts.append(entry)
+    references = {name: {k: v for k, v in ref.items() if k != "checkpoint"}
+                  for name, ref in (run.get("references") or {}).items()}
+    kept = {k: v for k, v in run.items() if k not in (*NOT_SHIPPED, "artifacts", "references")}
+    return {**kept, "references": references, "artifacts": artifacts,
+            "default": next(a["file"] for a in artifacts if a["name"] == DEFAULT), "total_bytes": total}
 
 
 # ---------------------------------------------------------------------------- model card
 
 
-def _spec_items(spec: Any) -> list[str]:
-    items = spec if isinstance(spec, list) else str(spec).split(",")
-    return [str(s).strip() for s in items if str(s).strip()]
-
-
-def _short(spec: str) -> str:
-    """A dataset path without the machine's folders: from ``300w`` on, else its last two parts."""
-    parts = PurePosixPath(spec.replace("\\", "/")).parts
-    lowered = [p.lower() for p in parts]
-    for anchor in ("300w", "face_synthetics_sample", "youtube_faces", "wflw"):
-        if anchor in lowered:
-            return "/".join(parts[lowered.index(anchor):])
-    return "/".join(parts[-2:]) if len(parts) > 1 else spec
-
-
-def data_terms(specs: list[str]) -> list[str]:
-    """The terms of each kind of data named in ``specs`` (one line each, unknown data flagged)."""
+def data_terms(names: list[str]) -> list[str]:
+    """The terms of each kind of data named in ``names`` (one line each, unknown data flagged)."""
     terms: list[str] = []
-    for spec in specs:
-        lowered = spec.lower()
+    for name in names:
+        lowered = name.lower()
         found = [text for keys, text in DATA_TERMS if any(k in lowered for k in keys)][:1]
-        found = found or [f"{_short(spec)}: terms unknown; check the dataset's licence before shipping."]
+        found = found or [f"{name}: terms unknown; check the dataset's licence before shipping."]
         terms += [t for t in found if t not in terms]
     return terms
 
 
 def model_card(manifest: dict[str, Any]) -> str:
     """``MODEL_CARD.md``, generated from the zoo manifest only."""
-    recipe, files = manifest["recipe"], manifest["files"]
-    train = [s for spec in manifest["training_data"].values() for s in _spec_items(spec)]
+    recipe, files = manifest["recipe"], manifest["artifacts"]
+    datasets = manifest.get("datasets") or {}
+    trained_on = [d["name"] for role in ("train", "val", "unlabeled") for d in datasets.get(role) or []]
     eval_set = manifest.get("eval_set") or {}
     lines = [
         "# Shipped landmark models",
@@ -182,14 +155,15 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         "## Training data and its terms",
         "",
-        *[f"- `{_short(s)}` ({role})" for role, spec in manifest["training_data"].items()
-          for s in _spec_items(spec)],
+        *[f"- `{d['name']}` ({role}" + (f", content sha256 `{d['content_hash'][:16]}...`)" if d.get("content_hash")
+                                       else ")") for role, items in datasets.items() for d in items or []
+          if role != "eval" and not (role == "calib" and items == datasets.get("train"))],
         "",
-        *[f"- {t}" for t in data_terms(train)],
+        *[f"- {t}" for t in data_terms(trained_on)],
         "",
         "## Test-set metrics",
         "",
-        f"Evaluated by the recipe's gate on `{', '.join(_short(s) for s in _spec_items(eval_set.get('name', '?')))}` "
+        f"Evaluated by the recipe's gate on `{eval_set.get('name', '?')}` "
         f"({eval_set.get('count', '?')} faces, content sha256 `{str(eval_set.get('content_hash', '?'))[:16]}...`). "
         "nme_io: percent of the inter-ocular distance (outer eye corners); regression relative to the reference.",
         "",

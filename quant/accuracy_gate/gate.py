@@ -1,7 +1,11 @@
 """The accuracy gate of docs/DESIGN.md, "Gate": compare a candidate with its reference, decide, place.
 
+Two budgets: the **step** regression against the candidate's immediate reference (INT8 against its
+FP32 model, an export against the torch model it came from), and the **chain** regression against
+the best model the chain made, the distilled student before pruning (``max_chain_regression``; a
+pruned student that lost 9 % passes every step gate of its INT8 exports, but not this one).
 ``calculate_regression`` and ``decide`` are pure functions (NME is lower-is-better); ``run_gate``
-evaluates both models on one eval set in the candidate's runtime and returns a :class:`GateReport`;
+evaluates the models on one eval set in the candidate's runtime and returns a :class:`GateReport`;
 ``place_artifact`` is the only place that decides whether a gated file lands in the release
 folder or in ``rejected/``.
 """
@@ -31,8 +35,15 @@ class GateConfig:
 
     max_regression: float = DEFAULT_MAX_REGRESSION
     max_abs_regression: float | None = None
+    max_chain_regression: float | None = None  # against the chain reference; None: reported, not enforced
 
     def __post_init__(self) -> None:
+        if self.max_chain_regression is not None and (
+            not _is_number(self.max_chain_regression) or not 0.0 <= self.max_chain_regression <= 1.0
+        ):
+            raise ConfigError(
+                f"max_chain_regression must be a fraction in [0, 1] (0.03 = 3 %), got {self.max_chain_regression!r}"
+            )
         if not _is_number(self.max_regression) or not 0.0 <= self.max_regression <= 1.0:
             raise ConfigError(
                 f"max_regression must be a fraction in [0, 1] (0.02 = 2 %), got {self.max_regression!r}"
@@ -68,6 +79,17 @@ def calculate_regression(nme_candidate: float, nme_reference: float) -> float:
     if nme_reference == 0:
         return 0.0 if delta == 0 else math.copysign(math.inf, delta)
     return delta / nme_reference
+
+
+def decide_chain(nme_candidate: float, nme_chain_reference: float, config: GateConfig) -> Decision:
+    """The chain budget: pass when no ``max_chain_regression`` is set or the regression is within it."""
+    regression = calculate_regression(nme_candidate, nme_chain_reference)
+    limit = config.max_chain_regression
+    if limit is not None and regression > limit + _EPS:
+        return Decision(False, regression, f"nme_io regression {_pct(regression)} against the unpruned student "
+                                           f"exceeds the chain budget {_pct(limit)}")
+    within = f"within the chain budget {_pct(limit)}" if limit is not None else "(no chain budget set)"
+    return Decision(True, regression, f"chain regression {_pct(regression)} {within}")
 
 
 def decide(nme_candidate: float, nme_reference: float, config: GateConfig) -> Decision:
@@ -107,10 +129,27 @@ class GateReport:
     eval_hash: str = ""
     candidate_label: str = "int8"
     reference_label: str = "fp32"
+    # the chain: the same candidate against the distilled student before pruning (None: not evaluated)
+    chain_reference_label: str = ""
+    nme_chain_reference: float | None = None
+    chain_regression: float | None = None
+    max_chain_regression: float | None = None
 
     @property
     def passed(self) -> bool:
         return self.verdict == PASS
+
+    @property
+    def step_passed(self) -> bool:
+        """Whether the step budget alone passed (the chain budget may still reject the candidate)."""
+        return not (self.regression > self.max_regression + _EPS or (
+            self.max_abs_regression is not None
+            and self.nme_candidate - self.nme_reference > self.max_abs_regression + _EPS))
+
+    @property
+    def chain_failed(self) -> bool:
+        limit = self.max_chain_regression
+        return limit is not None and self.chain_regression is not None and self.chain_regression > limit + _EPS
 
     def verdict_line(self) -> str:
         """``GATE PASS  int8 nme_io 4.12% vs fp32 4.08% (+0.98%, max +2.00%)``."""
@@ -120,6 +159,9 @@ class GateReport:
             f"{self.reference_label} {self.nme_reference:.2f}% "
             f"({_pct(self.regression)}, max {_pct(self.max_regression)})"
         )
+        if self.chain_regression is not None:
+            budget = f", max {_pct(self.max_chain_regression)}" if self.max_chain_regression is not None else ""
+            line += f"; chain {_pct(self.chain_regression)} vs {self.chain_reference_label}{budget}"
         if self.float_nodes:
             line += f" [{len(self.float_nodes)} node(s) kept in float]"
         return line if self.passed else f"{line}: {self.reason}"
@@ -127,15 +169,18 @@ class GateReport:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["float_nodes"] = list(self.float_nodes)
-        if not math.isfinite(self.regression):
-            out["regression"] = str(self.regression)
+        for key in ("regression", "chain_regression"):
+            if out[key] is not None and not math.isfinite(out[key]):
+                out[key] = str(out[key])
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateReport:
         """The inverse of :meth:`as_dict` (a verdict handed from one stage to another as JSON)."""
+        chain = data.get("chain_regression")
         return cls(**{**data, "float_nodes": tuple(data.get("float_nodes", ())),
-                      "regression": float(data["regression"])})
+                      "regression": float(data["regression"]),
+                      "chain_regression": float(chain) if chain is not None else None})
 
 
 def run_gate(
@@ -147,11 +192,15 @@ def run_gate(
     evaluator: Any = None,
     float_nodes: tuple[str, ...] = (),
     labels: tuple[str, str] = ("int8", "fp32"),
+    chain_reference: Any = None,
+    chain_label: str = "student_unpruned",
 ) -> GateReport:
-    """Evaluate both predictors on ``dataset`` (same runtime as shipped) and decide.
+    """Evaluate the predictors on ``dataset`` (same runtime as shipped) and decide.
 
-    Pass one :class:`~landmarks.evaluate.Evaluator` across calls to evaluate the reference
-    only once (the fallback loop gates many candidates against one reference).
+    Pass one :class:`~landmarks.evaluate.Evaluator` across calls to evaluate the references
+    only once (the fallback loop gates many candidates against one reference). ``chain_reference``
+    (the distilled student before pruning) adds the chain regression, rejected past
+    ``config.max_chain_regression``.
     """
     from landmarks.evaluate import Evaluator
 
@@ -159,6 +208,13 @@ def run_gate(
     nme_reference = evaluator.nme(reference)
     nme_candidate = evaluator.nme(candidate)
     decision = decide(nme_candidate, nme_reference, config)
+    nme_chain = chain = None
+    if chain_reference is not None:
+        nme_chain = evaluator.nme(chain_reference)
+        chained = decide_chain(nme_candidate, nme_chain, config)
+        chain = chained.regression
+        if decision.passed and not chained.passed:
+            decision = Decision(False, decision.regression, chained.reason)
     return GateReport(
         candidate=str(getattr(candidate, "path", getattr(candidate, "name", candidate))),
         reference=str(getattr(reference, "path", getattr(reference, "name", reference))),
@@ -176,6 +232,10 @@ def run_gate(
         eval_hash=evaluator.content_hash,
         candidate_label=labels[0],
         reference_label=labels[1],
+        chain_reference_label=chain_label if chain_reference is not None else "",
+        nme_chain_reference=nme_chain,
+        chain_regression=chain,
+        max_chain_regression=config.max_chain_regression,
     )
 
 
