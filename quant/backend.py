@@ -34,6 +34,9 @@ class Int8Backend(Protocol):
     def widen(self) -> bool:
         """Switch to finer (per-channel) weight scales; False when that changes nothing."""
 
+    def kind_nodes(self) -> dict[str, tuple[str, ...]]:
+        """What ``build`` takes to keep a layer in float, grouped by kind of layer (the speed policy)."""
+
     def settings(self) -> dict[str, Any]:
         """The report's settings; ``calibration_method`` is one of them."""
 
@@ -64,7 +67,5 @@ def open_backend(
     if fmt == "tflite":
         from quant.tflite_backend import TfliteInt8Backend
 
-        if config.onnx.method != "minmax":
-            raise ConfigError("TFLite calibration is the converter's own (min/max); --method applies to ONNX only")
         return TfliteInt8Backend(model, metadata, reader, config.tflite, workdir, log, reference=reference)
     raise ConfigError(f"no INT8 backend for format {fmt!r} (onnx, tflite)")

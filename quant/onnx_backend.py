@@ -35,6 +35,21 @@ class OnnxInt8Backend:
         return ort_int8.convert(self.prepared, out, None, self.config, cache_path=self.cache,
                                 nodes_to_exclude=float_nodes, metadata=self.metadata, compact=compact)
 
+    def kind_nodes(self) -> dict[str, tuple[str, ...]]:
+        """Node names of the prepared model by kind of layer (:mod:`quant.profile`), for the speed policy."""
+        import onnx
+
+        from quant.profile import static_kinds
+
+        kinds: dict[str, list[str]] = {}
+        for name, kind in static_kinds(self.prepared).items():
+            kinds.setdefault(kind, []).append(name)
+        for node in onnx.load(str(self.prepared)).graph.node:
+            kind = {"Add": "add", "Gemm": "fully connected", "MatMul": "fully connected"}.get(node.op_type)
+            if kind and node.name:
+                kinds.setdefault(kind, []).append(node.name)
+        return {k: tuple(v) for k, v in kinds.items()}
+
     def rank(self, first: Path) -> list[Sensitivity]:
         return rank_ort(self.prepared, self.build((), compact=False), self.reader.head(RANK_COUNT))
 

@@ -69,6 +69,10 @@ class PtqConfig:
     threads: int | None = None  # evaluation threads (None: the runtime's choice); latency: this, else 1
     latency: bool = True
     progress: bool = False
+    # size: every layer INT8 unless the gate needs float (smallest file); speed: kinds of layers measured
+    # slower in INT8 stay float (quant/speed.py), here or per a timing file from the target
+    precision_policy: str = "size"
+    timings: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -79,6 +83,13 @@ class PtqConfig:
             raise ConfigError(f"max_float_nodes must be >= 0, got {self.max_float_nodes}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        from quant.speed import check_policy
+
+        check_policy(self.precision_policy)
+        if self.timings is not None and self.precision_policy != "speed":
+            raise ConfigError("--timings is the speed policy's: add --precision-policy speed")
+        if self.timings is not None and not Path(self.timings).is_file():
+            raise ConfigError(f"--timings {self.timings}: file not found")
 
 
 @dataclass(frozen=True)
@@ -153,12 +164,17 @@ def run_ptq(
             with step("tflite INT8: checking the FP32 TFLite conversion against the ONNX model", own_files=True):
                 _check_conversion(model, backend.reference, metadata, calib_dataset)
         gate_one = _gate_against(backend, metadata, evaluator, config, chain_reference)
-        result = _gate_with_fallback(backend, gate_one, config, log)
-        settings = backend.settings()
+        result, speed = _gate_with_fallback(backend, gate_one, config, metadata, log)
+        settings = {**backend.settings(), "precision_policy": config.precision_policy}
+        if speed is not None:
+            settings["speed"] = speed.to_dict()
         staged = copy_with_sidecar(result.path, workdir / "final" / out.name)
         gate = result.report
         with step("measuring latency"):
             latency = _latency(backend.reference, staged, config, metadata) if config.latency else (None, None)
+        layers = _layer_profile(backend.reference, staged, config, metadata) if config.latency else {}
+        if layers:
+            log(_layer_table(layers))
         final = place_artifact(gate, staged, out.parent, out.parent / "rejected")
         report = QuantReport(
             model=str(model),
@@ -186,6 +202,7 @@ def run_ptq(
             eval_hash=gate.eval_hash,
             settings=settings,
             attempts=tuple(asdict(a) for a in result.attempts),
+            layer_profile=layers,
             chain_reference=gate.chain_reference_label and str(chain_reference),
             nme_chain_reference=gate.nme_chain_reference,
             chain_regression=gate.chain_regression,
@@ -220,11 +237,48 @@ def _gate_against(backend: Int8Backend, metadata: ArtifactMetadata, evaluator: E
     return gate
 
 
-def _gate_with_fallback(backend: Int8Backend, gate: Callable[[Path, tuple[str, ...]], GateReport],
-                        config: PtqConfig, log: Callable[[str], None]) -> FallbackResult:
-    """Gate the all-INT8 candidate; on reject, widen the weight scales (if that applies) and gate
-    again, then keep the most sensitive nodes in float."""
-    first_path = _build(backend, ())
+def _gate_with_fallback(backend: Int8Backend, gate_nodes: Callable[[Path, tuple[str, ...]], GateReport],
+                        config: PtqConfig, metadata: ArtifactMetadata,
+                        log: Callable[[str], None]) -> tuple[FallbackResult, Any]:
+    """Gate the first candidate (all INT8, or what the speed policy keeps float); on reject, widen the
+    weight scales (if that applies) and gate again, then keep the most sensitive nodes in float. The
+    policy's float layers stay float in every candidate."""
+    speed = None
+    policy: tuple[str, ...] = ()
+    if config.precision_policy == "speed":
+        with step(f"{backend.format} INT8: speed policy (timing kinds of layers)", own_files=True):
+            speed = _speed_choice(backend, config, metadata, log)
+        policy = speed.float_nodes
+
+    def build(nodes: tuple[str, ...]) -> Path:
+        return _build(backend, tuple(dict.fromkeys((*policy, *nodes))))
+
+    def gate(path: Path, nodes: tuple[str, ...]) -> GateReport:
+        return gate_nodes(path, tuple(dict.fromkeys((*policy, *nodes))))
+
+    return _fallback(backend, build, gate, config, log), speed
+
+
+def _speed_choice(backend: Int8Backend, config: PtqConfig, metadata: ArtifactMetadata,
+                  log: Callable[[str], None]) -> Any:
+    from quant.latency import measure
+    from quant.speed import choose_by_measurement, choose_from_timings
+
+    kinds = backend.kind_nodes()
+    if config.timings is not None:
+        return choose_from_timings(config.timings, kinds, log)
+
+    def time(paths: Sequence[Path]) -> list[float]:
+        timings = measure(list(paths), threads=_latency_threads(config), input_size=metadata.input_size)
+        return [t.median_ms for t in timings]
+
+    return choose_by_measurement(kinds, lambda nodes: _build(backend, nodes), _build(backend, ()), time, log)
+
+
+def _fallback(backend: Int8Backend, build: Callable[[tuple[str, ...]], Path],
+              gate: Callable[[Path, tuple[str, ...]], GateReport], config: PtqConfig,
+              log: Callable[[str], None]) -> FallbackResult:
+    first_path = build(())
     first = gate(first_path, ())
     log(f"all-INT8 candidate: {first.verdict_line()}")
     if not first.passed and first.step_passed and _reference_past_chain(first):
@@ -233,7 +287,7 @@ def _gate_with_fallback(backend: Int8Backend, gate: Callable[[Path, tuple[str, .
     earlier: tuple[Attempt, ...] = ()
     if not first.passed and config.fallback and backend.widen():
         earlier = (Attempt.of(first),)
-        first_path = _build(backend, ())
+        first_path = build(())
         first = gate(first_path, ())
         log(f"all-INT8 candidate: {first.verdict_line()}")
     if first.passed or not config.fallback or config.max_float_nodes == 0:
@@ -241,8 +295,8 @@ def _gate_with_fallback(backend: Int8Backend, gate: Callable[[Path, tuple[str, .
     log("fallback: ranking nodes by quantization sensitivity")
     with step(f"{backend.format} INT8: ranking nodes by sensitivity", own_files=True):
         ranking = backend.rank(first_path)
-    result = restore_until_pass(ranking, lambda nodes: _build(backend, nodes), gate,
-                                max_float_nodes=config.max_float_nodes, first=(first_path, first), log=log)
+    result = restore_until_pass(ranking, build, gate, max_float_nodes=config.max_float_nodes,
+                                first=(first_path, first), log=log)
     return replace(result, attempts=(*earlier, *result.attempts))
 
 
@@ -262,6 +316,31 @@ def _check_conversion(onnx_model: Path, tflite_model: Path, metadata: ArtifactMe
     if worst > DEFAULT_BOUND_TFLITE:
         raise ModelError(f"the FP32 TFLite differs from the ONNX model by {worst:.2e} of the crop "
                          f"(bound {DEFAULT_BOUND_TFLITE:.0e}); onnx2tf did not translate it faithfully")
+
+
+def _layer_profile(reference: Path, candidate: Path, config: PtqConfig,
+                   metadata: ArtifactMetadata) -> dict[str, Any]:
+    """Batch-1 time per kind of layer of the FP32 reference and the INT8 model, side by side in the
+    runtime that ships them (onnxruntime's profiler); "not measured", with the reason, where it cannot be."""
+    from quant.profile import LayerProfile, profile_onnx
+
+    threads = _latency_threads(config)
+    if candidate.suffix != ".onnx":
+        reason = "LiteRT's Python interpreter has no per-op profiler (the speed policy times kinds of layers instead)"
+        profiles = {"fp32": LayerProfile(str(reference), "litert", threads, 0, reason=reason),
+                    "int8": LayerProfile(str(candidate), "litert", threads, 0, reason=reason)}
+    else:
+        profiles = {"fp32": profile_onnx(reference, threads=threads, input_size=metadata.input_size),
+                    "int8": profile_onnx(candidate, threads=threads, input_size=metadata.input_size)}
+    return {name: {"kinds": p.kinds, "total_us": p.total_us, "reason": p.reason, "threads": threads}
+            for name, p in profiles.items()}
+
+
+def _layer_table(layers: dict[str, Any]) -> str:
+    from quant.profile import LayerProfile, kind_table
+
+    return kind_table({name: LayerProfile(name, "", v["threads"], 1, kinds=v["kinds"], reason=v["reason"])
+                       for name, v in layers.items()})
 
 
 def _reference_past_chain(report: GateReport) -> bool:
@@ -330,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output file (default <stem>.int8.onnx beside the model)")
     p.add_argument("--format", choices=FORMATS, default=None, help="onnx (default) or tflite; from --out's suffix")
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
-                   help="ONNX calibration method")
+                   help="calibration method (TFLite: minmax or percentile)")
     p.add_argument("--activation-type", choices=("quint8", "qint8"), default="quint8",
                    help="ONNX activation type (quint8: faster u8s8 kernels on x86)")
     p.add_argument("--weight-granularity", choices=("auto", "per-channel", "per-tensor"), default="auto",
@@ -341,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
                    help="on reject, keep the most sensitive nodes in float and retry")
     p.add_argument("--max-float-nodes", type=int, default=16, help="bound on nodes the fallback keeps float")
+    p.add_argument("--precision-policy", choices=("size", "speed"), default="size",
+                   help="size: every layer INT8 unless the gate needs float (smallest file; default); speed: kinds of "
+                        "layers measured slower in INT8 stay float (timed here, or from --timings)")
+    p.add_argument("--timings", default=None, metavar="FILE",
+                   help="speed policy: per-kind timings of the FP32 and INT8 models measured on the target device "
+                        "(python -m quant.profile FP32 INT8 --out FILE there)")
     add_threads(p)
     add_progress(p)
     p.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True, help="measure latency")
@@ -365,12 +450,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate=GateConfig(args.max_regression, args.max_abs_regression, args.max_chain_regression),
             onnx=StaticInt8Config(method=args.method, activation_type=args.activation_type,
                                   weight_granularity=args.weight_granularity, calib_count=args.calib_count),
-            tflite=TfliteInt8Config(io_type=args.io_type, weight_granularity=args.weight_granularity),
+            tflite=TfliteInt8Config(io_type=args.io_type, weight_granularity=args.weight_granularity,
+                                    calibration=args.method if fmt == "tflite" else "minmax"),
             fallback=args.fallback,
             max_float_nodes=args.max_float_nodes,
             threads=args.threads,
             latency=args.latency,
             progress=show_progress(args.progress),
+            precision_policy=args.precision_policy,
+            timings=args.timings,
         )
         from landmarks.describe import model_metadata
 

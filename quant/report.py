@@ -40,6 +40,7 @@ class QuantReport:
     eval_hash: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     attempts: tuple[dict[str, Any], ...] = ()
+    layer_profile: dict[str, Any] = field(default_factory=dict)  # fp32 / int8 -> microseconds per kind of layer
     chain_reference: str = ""  # the distilled student before pruning, when given
     nme_chain_reference: float | None = None
     chain_regression: float | None = None
@@ -97,6 +98,14 @@ class QuantReport:
             f"- settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())}",
             "- latency is the model alone (no preprocessing), FP32 and INT8 timed interleaved in one process",
         ]
+        if self.layer_profile:
+            lines += ["", f"Batch-1 time per kind of layer ({self.threads} thread(s), microseconds per run, "
+                          "the runtime's profiler):", "", *_layer_lines(self.layer_profile)]
+        speed = self.settings.get("speed")
+        if speed and speed.get("rows"):
+            lines += ["", f"Speed policy ({speed['source']}): {', '.join(speed['float_kinds']) or 'no kind'} kept in "
+                          "float.", "", "| kind | layers | timing |", "|---|---|---|"]
+            lines += [f"| {r['kind']} | {r['layers']} | {_speed_timing(r)} |" for r in speed["rows"]]
         if len(self.attempts) > 1:
             lines += ["", "| fallback attempt | float nodes | nme_io | regression | verdict |", "|---|---|---|---|---|"]
             for i, a in enumerate(self.attempts):
@@ -121,6 +130,26 @@ class QuantReport:
         json_path = write_json(stem.with_name(stem.name + ".report.json"), self.as_dict())
         md_path = write_text(stem.with_name(stem.name + ".report.md"), self.to_markdown())
         return json_path, md_path
+
+
+def _speed_timing(row: dict[str, Any]) -> str:
+    if "gain" in row:
+        return (f"all INT8 {row['all_int8_ms']:.3f} ms, this kind in float {row['kind_in_float_ms']:.3f} ms "
+                f"({100 * row['gain']:+.1f} %)")
+    return f"FP32 {row['fp32_us']:.0f} us, INT8 {row['int8_us']:.0f} us (timing file)"
+
+
+def _layer_lines(layers: dict[str, Any]) -> list[str]:
+    from quant.profile import KINDS
+
+    names = list(layers)
+    lines = ["| layers | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for kind in (k for k in KINDS if any(k in v["kinds"] for v in layers.values())):
+        lines.append(f"| {kind} | " + " | ".join(f"{v['kinds'][kind]:.0f}" if kind in v["kinds"] else "-"
+                                                  for v in layers.values()) + " |")
+    lines.append("| total | " + " | ".join(f"{v['total_us']:.0f}" if not v["reason"] else
+                                           f"not measured: {v['reason']}" for v in layers.values()) + " |")
+    return lines
 
 
 def _signed_pct(fraction: float) -> str:

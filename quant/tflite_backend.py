@@ -40,6 +40,9 @@ class TfliteInt8Backend:
         self.reference = reference
         self.reader = reader.with_input("input", metadata.replace(layout="NHWC"))
         self.calibrated = tflite_int8.calibrate(saved_model, representative_dataset(self.reader), workdir)
+        if config.calibration == "percentile":
+            self.calibrated = tflite_int8.percentile_ranges(self.calibrated, representative_dataset(self.reader),
+                                                            config.percentile)
         self._count = 0
 
     def build(self, float_nodes: tuple[str, ...]) -> Path:
@@ -48,6 +51,10 @@ class TfliteInt8Backend:
         tflite_int8.convert(self.calibrated, out, self.config, denylisted_nodes=float_nodes)
         write_sidecar(out, self.metadata)
         return out
+
+    def kind_nodes(self) -> dict[str, tuple[str, ...]]:
+        """Op output tensor names (what the converter's denylist takes) by kind of layer."""
+        return tflite_int8.kind_nodes(self.calibrated)
 
     def rank(self, first: Path) -> list[Sensitivity]:
         subset = representative_dataset(self.reader.head(RANK_COUNT))
@@ -63,7 +70,8 @@ class TfliteInt8Backend:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "calibration_method": "minmax (TFLite converter)",
+            "calibration_method": ("minmax (TFLite converter)" if self.config.calibration == "minmax" else
+                                   f"percentile {self.config.percentile:g} (ranges rewritten before conversion)"),
             "converter": "onnx2tf SavedModel + tf.lite.TFLiteConverter, mlir_quantize",
             "io_type": self.config.io_type,
             "weight_granularity": self.config.weight_granularity,

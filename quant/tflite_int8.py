@@ -33,6 +33,7 @@ from quant.ranker import Sensitivity
 from quant.sqnr import SQNR_CAP, per_channel_sqnr
 
 IO_TYPES = ("int8", "float")
+CALIBRATIONS = ("minmax", "percentile")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,17 @@ class TfliteInt8Config:
 
     io_type: str = "float"
     weight_granularity: str = "auto"
+    # minmax: the converter's own ranges; percentile: each activation's range from percentiles of its
+    # values (percentile_ranges), which the converter then quantizes with
+    calibration: str = "minmax"
+    percentile: float = 99.999
 
     def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"TFLite calibration must be one of {', '.join(CALIBRATIONS)} (entropy is ONNX's "
+                              f"only), got {self.calibration!r}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
         if self.io_type not in IO_TYPES:
             raise ConfigError(f"io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
         if self.weight_granularity not in GRANULARITIES:
@@ -103,7 +113,7 @@ def percentile_ranges(
     The converter calibrates with the plain min and max of each tensor over the representative
     set: one outlier stretches a range and coarsens every other value's rounding. This runs the
     calibrated (float) model on the same inputs, keeps every intermediate tensor, and writes the
-    ``100 - percentile`` and ``percentile`` quantiles (0 included) as the range the quantizer uses,
+    ``100 - percentile`` and ``percentile`` quantiles (within the recorded min and max) as the range the quantizer uses,
     as onnxruntime's percentile calibration does for the ONNX model.
     """
     from tensorflow.lite.python import util
@@ -127,8 +137,9 @@ def percentile_ranges(
     for i, tensor in ranged.items():
         data = np.concatenate(values[i])
         low, high = float(np.quantile(data, 1.0 - q)), float(np.quantile(data, q))
-        tensor.quantization.min = np.array([min(low, 0.0)], np.float32)
-        tensor.quantization.max = np.array([max(high, 0.0)], np.float32)
+        recorded_low, recorded_high = float(tensor.quantization.min[0]), float(tensor.quantization.max[0])
+        tensor.quantization.min = np.array([min(max(low, recorded_low), recorded_high)], np.float32)
+        tensor.quantization.max = np.array([max(min(high, recorded_high), recorded_low)], np.float32)
     return bytes(util._convert_model_from_object_to_bytearray(model))
 
 
@@ -195,6 +206,38 @@ def rank(
         sqnr = float(stats.get("channel_sqnr", SQNR_CAP))
         ranking.append(Sensitivity(tensor, SQNR_CAP - sqnr if np.isfinite(sqnr) else 0.0, groups[tensor]))
     return sorted(ranking, key=lambda s: (-s.score, s.tensor))
+
+
+def kind_nodes(model_content: bytes) -> dict[str, tuple[str, ...]]:
+    """Op output tensor names by kind of layer (the kinds of :mod:`quant.profile`), read off each op's
+    type and filter shape (``CONV_2D`` filters are ``[out, kh, kw, in]``)."""
+    from landmarks.runtimes.tflite_runtime import interpreter_class
+
+    interpreter = interpreter_class()(model_content=model_content)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    kinds: dict[str, list[str]] = {}
+    for op in interpreter._get_ops_details():
+        name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if not outputs or outputs[0] not in tensors:
+            continue
+        kind = None
+        if name == "DEPTHWISE_CONV_2D":
+            kind = "depthwise conv"
+        elif name == "CONV_2D" and len(inputs) > 1 and inputs[1] in tensors:
+            out_channels, kh, kw, in_channels = (int(d) for d in tensors[inputs[1]]["shape"])
+            if in_channels == 3:
+                kind = "first conv"
+            elif kh == 1 and kw == 1:
+                kind = "pointwise expand" if out_channels > in_channels else "pointwise project"
+            else:
+                kind = "conv"
+        elif name == "ADD":
+            kind = "add"
+        elif name == "FULLY_CONNECTED":
+            kind = "fully connected"
+        if kind is not None:
+            kinds.setdefault(kind, []).append(tensors[outputs[0]]["name"])
+    return {k: tuple(v) for k, v in kinds.items()}
 
 
 def _verified_tensor(name: str, tensors: dict[str, Any]) -> str | None:

@@ -306,7 +306,7 @@ class QuantSection(_Section):
 
     onnx: bool = True
     tflite: bool = True
-    method: Literal["minmax", "entropy", "percentile"] = _ONNX_INT8.method  # ONNX; TFLite's converter: minmax
+    method: Literal["minmax", "entropy", "percentile"] = _ONNX_INT8.method  # both formats; entropy: ONNX only
     activation_type: Literal["quint8", "qint8"] = _ONNX_INT8.activation_type
     weight_granularity: Literal["auto", "per-channel", "per-tensor"] = _ONNX_INT8.weight_granularity
     calib_count: int = Field(_ONNX_INT8.calib_count, ge=1)
@@ -315,14 +315,14 @@ class QuantSection(_Section):
     max_float_nodes: int = Field(_PTQ.max_float_nodes, ge=0)
 
     def onnx_config(self, fmt: str = "onnx") -> StaticInt8Config:
-        """The ORT settings; for a TFLite run only its calibration count counts, and the method is
-        the converter's own min/max."""
+        """The ORT settings; for a TFLite run only its calibration count counts."""
         return StaticInt8Config(method=self.method if fmt == "onnx" else "minmax",
                                 activation_type=self.activation_type,
                                 weight_granularity=self.weight_granularity, calib_count=self.calib_count)
 
     def tflite_config(self) -> TfliteInt8Config:
-        return TfliteInt8Config(io_type=self.tflite_io_type, weight_granularity=self.weight_granularity)
+        return TfliteInt8Config(io_type=self.tflite_io_type, weight_granularity=self.weight_granularity,
+                                calibration="percentile" if self.method == "percentile" else "minmax")
 
 
 class GateSection(_Section):
@@ -365,6 +365,9 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        if self.quant.tflite and self.quant.method == "entropy":
+            raise _KeyError("quant.method", "entropy calibration is ONNX's only; with quant.tflite use minmax or "
+                            "percentile")
         if self.prune.ratio == "auto" and self.prune.budget is None:
             raise _KeyError("prune.budget", "prune.ratio: auto needs a budget (the largest validation nme_io "
                             "rise to accept, e.g. 0.03)")

@@ -69,3 +69,33 @@ def test_tflite_auto_granularity_is_smaller_and_widens_on_reject(models, tmp_pat
     assert widened.exit_code == 0, widened.gate.verdict_line()
     assert [a["verdict"] for a in widened.report.attempts] == ["reject", "pass"]
     assert widened.gate.float_nodes == () and widened.report.settings["weight_granularity"] == "per-channel"
+
+
+def test_percentile_ranges_narrow_the_converters_min_max(models, tmp_path) -> None:
+    """The TFLite model's activation ranges from percentiles of each tensor's values: never wider than
+    the converter's min/max, narrower where a rare value stretched them; the model converts and passes."""
+    from tensorflow.lite.python import util
+
+    from landmarks.data import open_dataset
+    from landmarks.metadata import ArtifactMetadata
+    from quant import tflite_int8
+    from quant.calibration import CalibrationReader, representative_dataset
+
+    saved_model = tflite_int8.to_saved_model(models["outlier"], tmp_path)
+    faces = open_dataset(f"synthetic:{COUNT}", input_size=64, seed=0, synthetic_count=COUNT)
+    reader = CalibrationReader(faces, ArtifactMetadata(input_size=64, layout="NHWC"), "input", limit=COUNT)
+    calibrated = tflite_int8.calibrate(saved_model, representative_dataset(reader), tmp_path)
+    narrowed = tflite_int8.percentile_ranges(calibrated, representative_dataset(reader), 99.0)
+
+    def ranges(content: bytes) -> dict[str, float]:
+        graph = util._convert_model_from_bytearray_to_object(content).subgraphs[0]
+        return {t.name: float(t.quantization.max[0] - t.quantization.min[0]) for t in graph.tensors
+                if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+
+    before, after = ranges(calibrated), ranges(narrowed)
+    assert set(before) == set(after) and len(before) >= 5
+    assert all(after[name] <= before[name] * (1 + 1e-6) for name in before)
+    assert sum(after[name] < 0.99 * before[name] for name in before) >= 1
+    result = run_ptq(models["plain"], tmp_path / "p.int8.tflite",
+                     _config(latency=False, tflite=TfliteInt8Config(calibration="percentile")), log=lambda _: None)
+    assert result.exit_code == 0 and result.report.calibration_method.startswith("percentile")

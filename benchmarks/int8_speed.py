@@ -1,0 +1,138 @@
+"""Is INT8 faster than FP32 here, where does the time go, and what does the speed policy change?
+
+Takes an FP32 ONNX student (default: the shipped ``landmarks/zoo/student.onnx``) and quantizes it
+the recipe's way (``recipes/300w_pfld025.yaml``: calibration on training faces, the gate on 300-W
+common) to INT8 ONNX and INT8 TFLite, once with each precision policy (``size``: every layer INT8;
+``speed``: kinds of layers measured slower in INT8 stay float). Then, side by side in one process,
+1 thread, batch 1: the latency of every file (interleaved rounds), and onnxruntime's time per kind
+of layer for the FP32 model and each INT8 ONNX. The TFLite rows per kind come from the speed
+policy's own measurements (the model with one kind of layer in float against all INT8), since
+LiteRT's Python interpreter has no per-op profiler.
+
+    LANDMARKS_DATA=/data python benchmarks/int8_speed.py    # -> benchmarks/results/int8_speed.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cpu_name, save_results, shown_path  # noqa: E402
+from landmarks.errors import cli_errors  # noqa: E402
+
+RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def cpu_flags() -> str:
+    """The instruction sets that decide INT8 speed on x86: AVX-512 VNNI, AVX-VNNI, AMX, else AVX2 only."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return platform.machine()
+    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2") if f" {f}" in flags]
+    return ", ".join(found) or "no AVX2"
+
+
+def run(model: Path, log: Any = print) -> dict[str, Any]:
+    from landmarks.artifact import read_onnx_metadata
+    from landmarks.evaluate import EvalCache
+    from quant.latency import measure
+    from quant.profile import profile_onnx
+    from quant.ptq import run_ptq
+    from recipes.data import open_calib
+    from recipes.gating import eval_set
+    from recipes.schema import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    metadata = read_onnx_metadata(model)
+    calib = open_calib(recipe, metadata)
+    files, results = {"FP32 ONNX": model}, {}
+    evaluator = eval_set(recipe, metadata, EvalCache())
+    with tempfile.TemporaryDirectory(prefix="int8-speed-") as tmp:
+        for fmt in ("onnx", "tflite"):
+            for policy in ("size", "speed"):
+                config = replace(recipe.ptq_config(fmt), precision_policy=policy, threads=2)
+                out = Path(tmp) / f"{fmt}_{policy}" / f"student.int8.{fmt}"
+                result = run_ptq(model, out, config, calib_dataset=calib, evaluator=evaluator,
+                                 log=lambda line: log(f"  {line}"))
+                name = f"INT8 {'ONNX' if fmt == 'onnx' else 'TFLite'}, {policy} policy"
+                files[name] = result.artifact
+                results[name] = {"verdict": result.gate.verdict, "nme_io": result.gate.nme_candidate,
+                                 "nme_reference": result.gate.nme_reference, "regression": result.gate.regression,
+                                 "bytes": result.artifact.stat().st_size, "float_nodes": len(result.gate.float_nodes),
+                                 "speed": result.report.settings.get("speed")}
+                log(f"{name}: {result.gate.verdict_line()}")
+        timings = measure(list(files.values()), threads=1, rounds=20, input_size=metadata.input_size)
+        latency = {name: round(t.median_ms, 4) for name, t in zip(files, timings, strict=True)}
+        profiles = {name: profile_onnx(path, threads=1, input_size=metadata.input_size).to_dict()
+                    for name, path in files.items() if Path(path).suffix == ".onnx"}
+    for name in results:
+        results[name]["latency_ms"] = latency[name]
+    return {"model": shown_path(model), "latency_fp32_onnx_ms": latency["FP32 ONNX"], "results": results,
+            "profiles": {n: {"kinds": p["kinds"], "reason": p["reason"]} for n, p in profiles.items()}}
+
+
+def table(data: dict[str, Any], cpu: str, flags: str) -> str:
+    from quant.profile import KINDS
+
+    base = data["latency_fp32_onnx_ms"]
+    lines = [
+        "# INT8 speed: FP32 against INT8, per kind of layer, and the speed policy",
+        "",
+        f"Model `{data['model']}`, quantized as `recipes/300w_pfld025.yaml` does; gate on 300-W common. Batch 1, "
+        f"1 thread, all files timed side by side in one process (interleaved rounds). CPU: {cpu} ({flags}).",
+        "",
+        "| file | policy: kinds kept float | nme_io % | verdict | size | latency | vs FP32 ONNX |",
+        "|---|---|---:|---|---:|---:|---:|",
+        f"| FP32 ONNX | - | - | - | - | {base:.3f} ms | x1.00 |",
+    ]
+    for name, r in data["results"].items():
+        kinds = ", ".join((r.get("speed") or {}).get("float_kinds") or []) or "none"
+        lines.append(f"| {name} | {kinds} | {r['nme_io']:.2f} | {r['verdict']} | {r['bytes'] / 1024:.0f} KB | "
+                     f"{r['latency_ms']:.3f} ms | x{base / r['latency_ms']:.2f} faster |")
+    names = list(data["profiles"])
+    lines += ["", "onnxruntime, microseconds per run per kind of layer (its profiler, 1 thread):", "",
+              "| layers | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for kind in KINDS:
+        if any(kind in p["kinds"] for p in data["profiles"].values()):
+            lines.append(f"| {kind} | " + " | ".join(f"{p['kinds'][kind]:.0f}" if kind in p["kinds"] else "-"
+                                                      for p in data["profiles"].values()) + " |")
+    for name, r in data["results"].items():
+        rows = (r.get("speed") or {}).get("rows") or []
+        if not rows:
+            continue
+        lines += ["", f"{name}: each kind of layer in float against all INT8 (the policy's measurement):", "",
+                  "| kind | layers | all INT8 | this kind in float | gain | kept float |",
+                  "|---|---:|---:|---:|---:|---|"]
+        kept = set((r.get("speed") or {}).get("float_kinds") or [])
+        lines += [f"| {row['kind']} | {row['layers']} | {row['all_int8_ms']:.3f} ms | "
+                  f"{row['kind_in_float_ms']:.3f} ms | {100 * row['gain']:+.1f} % | "
+                  f"{'yes' if row['kind'] in kept else 'no'} |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=ROOT / "landmarks" / "zoo" / "student.onnx")
+    p.add_argument("--name", default="int8_speed")
+    args = p.parse_args(argv)
+    with cli_errors("benchmarks/int8_speed.py"):
+        cpu, flags = cpu_name(), cpu_flags()
+        data = run(args.model)
+        save_results(RESULTS, args.name, {"cpu": cpu, "cpu_flags": flags, **data}, table(data, cpu, flags),
+                     command="python benchmarks/int8_speed.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
