@@ -117,7 +117,7 @@ def table(data: dict[str, Any], cpu: str, flags: str) -> str:
         kept = set((r.get("speed") or {}).get("float_kinds") or [])
         lines += [f"| {row['kind']} | {row['layers']} | {row['all_int8_ms']:.3f} ms | "
                   f"{row['kind_in_float_ms']:.3f} ms | {100 * row['gain']:+.1f} % | "
-                  f"{'yes' if row['kind'] in kept else 'no'} |" for row in rows]
+                  f"{'yes' if all(k in kept for k in row['kind'].split(' + ')) else 'no'} |" for row in rows]
     return "\n".join(lines)
 
 

@@ -37,17 +37,20 @@ def shipped_table(zoo: dict[str, Any]) -> str:
         f"({zoo['eval_set']['count']} faces, 300-W common). Total {zoo['total_bytes'] / 1e6:.2f} MB; "
         "details in [landmarks/zoo/MODEL_CARD.md](landmarks/zoo/MODEL_CARD.md).",
         "",
-        "| file | format | precision | size | nme_io % | vs reference | latency (batch 1) |",
-        "|---|---|---|---|---|---|---|",
+        "| file | format | precision | size | nme_io % | vs its reference | vs the distilled student | "
+        "latency (batch 1) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in zoo["artifacts"]:
         regression = f.get("regression")
         reg = f"{100 * regression:+.2f} % vs {f.get('reference')}" if isinstance(regression, float) else "–"
+        chain = f.get("chain_regression")
+        chain = f"{100 * chain:+.2f} %" if isinstance(chain, float) else "–"
         latency = (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads')} threads)"
                    if f.get("latency_ms") is not None else "–")
         default = " (default)" if f["file"] == zoo["default"] else ""
         lines.append(f"| `{f['file']}`{default} | {f['format']} | {f['precision']} | {f['bytes'] / 1024:.0f} KB | "
-                     f"{_pct(f.get('nme_io'))} | {reg} | {latency} |")
+                     f"{_pct(f.get('nme_io'))} | {reg} | {chain} | {latency} |")
     return "\n".join(lines)
 
 

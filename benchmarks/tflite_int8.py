@@ -28,13 +28,16 @@ from landmarks.errors import cli_errors  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
-VARIANTS = (  # name, ranges, per-channel weights
-    ("minmax, per-tensor weights", None, False),
-    ("minmax, per-channel weights", None, True),
-    ("percentile 99.999, per-tensor weights", 99.999, False),
-    ("percentile 99.999, per-channel weights", 99.999, True),
-    ("percentile 99.99, per-channel weights", 99.99, True),
-    ("percentile 99.9, per-channel weights", 99.9, True),
+VARIANTS = (  # name, ranges (None: the converter's min/max), weight scales, min SQNR of one scale (auto)
+    ("minmax, per-tensor weights", None, "per-tensor", 30.0),
+    ("minmax, per-channel weights", None, "per-channel", 30.0),
+    ("percentile 99.999, per-tensor weights", 99.999, "per-tensor", 30.0),
+    ("percentile 99.999, per-channel weights", 99.999, "per-channel", 30.0),
+    ("percentile 99.99, per-channel weights", 99.99, "per-channel", 30.0),
+    ("percentile 99.9, per-channel weights", 99.9, "per-channel", 30.0),
+    ("percentile 99.999, auto weights (one scale from 30 dB)", 99.999, "auto", 30.0),
+    ("percentile 99.999, auto weights (one scale from 25 dB)", 99.999, "auto", 25.0),
+    ("percentile 99.999, auto weights (one scale from 20 dB)", 99.999, "auto", 20.0),
 )
 
 
@@ -68,10 +71,10 @@ def run(model: Path, seed: int, log: Any = print) -> dict[str, Any]:
         reference = {k: e.nme(load_predictor(fp32, num_threads=2)) for k, e in evaluators.items()}
         rows.append({"variant": "FP32 TFLite (reference)", "bytes": fp32.stat().st_size, **_nmes(reference)})
         calibrated = tflite_int8.calibrate(saved_model, representative_dataset(reader), work)
-        for name, percentile, per_channel in VARIANTS:
+        for name, percentile, granularity, min_db in VARIANTS:
             ranged = calibrated if percentile is None else tflite_int8.percentile_ranges(
                 calibrated, representative_dataset(reader), percentile)
-            config = TfliteInt8Config(weight_granularity="per-channel" if per_channel else "per-tensor")
+            config = TfliteInt8Config(weight_granularity=granularity, min_weight_sqnr_db=min_db)
             out = tflite_int8.convert(ranged, work / f"{len(rows)}.tflite", config)
             write_sidecar(out, metadata)
             nmes = {k: e.nme(load_predictor(out, num_threads=2)) for k, e in evaluators.items()}

@@ -23,6 +23,7 @@ class Latency:
     p90_ms: float
     runs: int
     threads: int
+    round_ms: tuple[float, ...] = ()  # the median of each round: rounds of two models run back to back pair up
 
 
 def runner(path: str | os.PathLike[str], threads: int = DEFAULT_THREADS,
@@ -52,14 +53,18 @@ def measure(
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
+    per_round: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        for fn, acc in zip(fns, times, strict=True):
+        for fn, acc, medians in zip(fns, times, per_round, strict=True):
+            start = len(acc)
             for _ in range(runs_per_round):
-                start = time.perf_counter()
+                begin = time.perf_counter()
                 fn()
-                acc.append(time.perf_counter() - start)
+                acc.append(time.perf_counter() - begin)
+            medians.append(float(np.median(acc[start:]) * 1e3))
     return [
-        Latency(float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t), threads) for t in times
+        Latency(float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t), threads, tuple(r))
+        for t, r in zip(times, per_round, strict=True)
     ]
 
 

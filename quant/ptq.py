@@ -268,9 +268,9 @@ def _speed_choice(backend: Int8Backend, config: PtqConfig, metadata: ArtifactMet
     if config.timings is not None:
         return choose_from_timings(config.timings, kinds, log)
 
-    def time(paths: Sequence[Path]) -> list[float]:
-        timings = measure(list(paths), threads=_latency_threads(config), input_size=metadata.input_size)
-        return [t.median_ms for t in timings]
+    def time(paths: Sequence[Path]) -> list[list[float]]:
+        timings = measure(list(paths), threads=_latency_threads(config), input_size=metadata.input_size, rounds=20)
+        return [list(t.round_ms) for t in timings]
 
     return choose_by_measurement(kinds, lambda nodes: _build(backend, nodes), _build(backend, ()), time, log)
 

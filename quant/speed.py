@@ -7,9 +7,10 @@ conversion. So the policy measures, never guesses:
 * **here** (the quantizing machine is the target): for each kind of layer
   (:data:`quant.profile.KINDS`: depthwise, pointwise expand, first conv, ...), a candidate with that
   kind in float is built from the one calibration and timed against the all-INT8 candidate, batch 1,
-  interleaved rounds, in the runtime that ships it; the kinds that make the model faster by more
-  than :data:`MIN_GAIN` stay float, and the combination is timed once more against the all-INT8 one
-  (kept only if it is faster still);
+  in interleaved rounds, in the runtime that ships it. The gain is the median over rounds of the
+  paired difference (a round of each model, back to back), which a load that comes and goes on the
+  machine affects alike; the kinds that save more than :data:`MIN_GAIN` stay float, and the
+  combination is timed once more against the all-INT8 one (kept only if it saves more still);
 * **from a timing file** written on the target by ``python -m quant.profile FP32 INT8 --out FILE``
   (onnxruntime's per-kind kernel times of the FP32 model and its all-INT8 twin): the kinds whose
   INT8 kernels took longer than their FP32 ones stay float.
@@ -57,24 +58,26 @@ def choose_by_measurement(
     kind_nodes: dict[str, tuple[str, ...]],
     build: Callable[[tuple[str, ...]], Path],
     all_int8: Path,
-    time: Callable[[Sequence[Path]], list[float]],
+    time: Callable[[Sequence[Path]], list[list[float]]],
     log: Callable[[str], None] = print,
 ) -> SpeedChoice:
     """Each kind in float against the all-INT8 candidate, timed side by side; see the module docstring.
 
-    ``time(paths)`` returns each model's median batch-1 latency (ms), measured in one interleaved run.
+    ``time(paths)`` returns, for each model, its median batch-1 latency (ms) in each round of one
+    interleaved run.
     """
     kinds = [k for k in POLICY_KINDS if kind_nodes.get(k)]
     if not kinds:
         return SpeedChoice(source="measured here", notes=("no layer of a known kind to keep in float",))
     candidates = [build(kind_nodes[k]) for k in kinds]
-    base, *alone = time([all_int8, *candidates])
+    base_rounds, *alone = time([all_int8, *candidates])
+    base = _median(base_rounds)
     rows = []
     chosen = []
-    for kind, ms in zip(kinds, alone, strict=True):
-        gain = (base - ms) / base
+    for kind, rounds in zip(kinds, alone, strict=True):
+        gain = paired_gain(base_rounds, rounds)
         rows.append({"kind": kind, "layers": len(kind_nodes[kind]), "all_int8_ms": round(base, 4),
-                     "kind_in_float_ms": round(ms, 4), "gain": round(gain, 4)})
+                     "kind_in_float_ms": round(_median(rounds), 4), "gain": round(gain, 4)})
         if gain > MIN_GAIN:
             chosen.append(kind)
     if not chosen:
@@ -83,19 +86,32 @@ def choose_by_measurement(
     nodes = tuple(n for k in chosen for n in kind_nodes[k])
     if len(chosen) > 1:
         combined = build(nodes)
-        base_again, together = time([all_int8, combined])
+        again, together = time([all_int8, combined])
         best = max(chosen, key=lambda k: next(r["gain"] for r in rows if r["kind"] == k))
-        if together >= base_again * (1 - MIN_GAIN):  # the kinds' savings did not add up: the best one alone
+        gain = paired_gain(again, together)
+        best_gain = next(r["gain"] for r in rows if r["kind"] == best)
+        if gain <= max(MIN_GAIN, best_gain):  # the kinds' savings did not add up: the best one alone
             chosen, nodes = [best], kind_nodes[best]
         else:
-            base = base_again
-            gain = (base_again - together) / base_again
-            rows.append({"kind": " + ".join(chosen), "layers": len(nodes), "all_int8_ms": round(base_again, 4),
-                         "kind_in_float_ms": round(together, 4), "gain": round(gain, 4)})
+            base = _median(again)
+            rows.append({"kind": " + ".join(chosen), "layers": len(nodes), "all_int8_ms": round(base, 4),
+                         "kind_in_float_ms": round(_median(together), 4), "gain": round(gain, 4)})
     chosen_ms = next(r["kind_in_float_ms"] for r in reversed(rows) if r["kind"] == " + ".join(chosen))
     log(f"speed policy: {', '.join(chosen)} in float ({len(nodes)} layers): {chosen_ms:.3f} ms against "
         f"{base:.3f} ms all-INT8, measured here")
     return SpeedChoice(tuple(chosen), tuple(nodes), "measured here", tuple(rows), base, chosen_ms)
+
+
+def paired_gain(base_rounds: Sequence[float], candidate_rounds: Sequence[float]) -> float:
+    """The median over rounds of ``(base - candidate) / base``: positive when the candidate is faster."""
+    gains = sorted((b - c) / b for b, c in zip(base_rounds, candidate_rounds, strict=True) if b > 0)
+    return _median(gains) if gains else 0.0
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return float(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2)
 
 
 def choose_from_timings(path: str | os.PathLike[str], kind_nodes: dict[str, tuple[str, ...]],

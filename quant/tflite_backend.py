@@ -61,7 +61,7 @@ class TfliteInt8Backend:
         return tflite_int8.rank(self.calibrated, self.config, subset, self.workdir)
 
     def widen(self) -> bool:
-        """After a failed ``auto`` (one scale per tensor) candidate: per-channel."""
+        """After a failed ``auto`` candidate (one scale where a layer allows): per-channel everywhere."""
         if self.config.weight_granularity != "auto":
             return False
         self.config = replace(self.config, weight_granularity="per-channel")
@@ -75,7 +75,9 @@ class TfliteInt8Backend:
             "converter": "onnx2tf SavedModel + tf.lite.TFLiteConverter, mlir_quantize",
             "io_type": self.config.io_type,
             "weight_granularity": self.config.weight_granularity,
-            "per_channel_weights": "all layers" if self.config.per_channel else "none",
+            "per_channel_weights": {"per-channel": "all layers", "per-tensor": "none",
+                                    "auto": f"layers below {self.config.min_weight_sqnr_db:g} dB with one scale"}[
+                                        self.config.weight_granularity],
             "activations": "int8",
             "weights": "int8",
         }

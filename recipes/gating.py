@@ -107,6 +107,9 @@ def gate_all(
             entry["latency_ms"] = round(timing.median_ms, 4)
             entry["latency_p90_ms"] = round(timing.p90_ms, 4)
             entry["latency_threads"] = timing.threads
+        base = next((e["latency_ms"] for e in entries if e["name"] == "onnx_fp32"), None)
+        for entry in entries:  # measured side by side in one run: the ratio holds whatever else the machine did
+            entry["latency_vs_onnx_fp32"] = round(entry["latency_ms"] / base, 4) if base else None
 
     errors = {name: evals[name].per_image["nme_io"].tolist() for name in predictors}
     references = {"torch_fp32": _reference(student_checkpoint, evals["torch_fp32"], params, root)}

@@ -311,6 +311,9 @@ class QuantSection(_Section):
     weight_granularity: Literal["auto", "per-channel", "per-tensor"] = _ONNX_INT8.weight_granularity
     calib_count: int = Field(_ONNX_INT8.calib_count, ge=1)
     tflite_io_type: Literal["float", "int8"] = _TFLITE_INT8.io_type
+    # weight_granularity auto: the worst-channel SQNR from which a TFLite layer gets one weight scale
+    # (a TFLite per-channel tensor costs 24 bytes a channel, against 8 in ONNX)
+    tflite_min_weight_sqnr_db: float = Field(_TFLITE_INT8.min_weight_sqnr_db, ge=0.0, le=100.0)
     fallback: bool = _PTQ.fallback
     max_float_nodes: int = Field(_PTQ.max_float_nodes, ge=0)
 
@@ -322,6 +325,7 @@ class QuantSection(_Section):
 
     def tflite_config(self) -> TfliteInt8Config:
         return TfliteInt8Config(io_type=self.tflite_io_type, weight_granularity=self.weight_granularity,
+                                min_weight_sqnr_db=self.tflite_min_weight_sqnr_db,
                                 calibration="percentile" if self.method == "percentile" else "minmax")
 
 

@@ -43,8 +43,9 @@ def _timing_says_first_conv_is_slower_in_int8(monkeypatch) -> None:
     """Fake measurements: a candidate with the image's convolution in float runs 20 % faster."""
     import quant.latency
 
-    def measure(paths, **kwargs):
-        return [Latency(0.8 if "/c1/Conv" in _float_convs(Path(p)) else 1.0, 1.0, 1, 1) for p in paths]
+    def measure(paths, rounds=10, **kwargs):
+        ms = [0.8 if "/c1/Conv" in _float_convs(Path(p)) else 1.0 for p in paths]
+        return [Latency(m, m, rounds, 1, (m,) * rounds) for m in ms]
 
     monkeypatch.setattr(quant.latency, "measure", measure)
 

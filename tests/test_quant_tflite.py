@@ -56,16 +56,21 @@ def test_tflite_fallback_denylists_outlier_ops(models, tmp_path) -> None:
 
 
 def test_tflite_auto_granularity_is_smaller_and_widens_on_reject(models, tmp_path) -> None:
-    """``auto``: one scale per tensor first; a gate reject re-converts per-channel before floating ops."""
-    def ptq(name: str, granularity: str):
-        config = _config(tflite=TfliteInt8Config(weight_granularity=granularity), latency=False)
-        return run_ptq(models[name], tmp_path / granularity / f"{name}.int8.tflite", config, log=lambda _: None)
+    """``auto``: one scale where a layer keeps 30 dB with it; a gate reject re-converts per-channel
+    everywhere before floating ops (forced here by accepting one scale at any SQNR)."""
+    def ptq(name: str, granularity: str, min_db: float = 30.0):
+        config = _config(tflite=TfliteInt8Config(weight_granularity=granularity, min_weight_sqnr_db=min_db),
+                         latency=False)
+        return run_ptq(models[name], tmp_path / f"{granularity}{min_db:g}" / f"{name}.int8.tflite", config,
+                       log=lambda _: None)
 
     auto, per_channel = ptq("plain", "auto"), ptq("plain", "per-channel")
     assert auto.gate.passed and per_channel.gate.passed
     assert auto.report.bytes_int8 < per_channel.report.bytes_int8
     assert auto.report.settings["weight_granularity"] == "auto"
-    widened = ptq("weight_outlier", "auto")
+    guarded = ptq("weight_outlier", "auto")  # the outlier layer keeps its per-channel scales
+    assert guarded.exit_code == 0 and [a["verdict"] for a in guarded.report.attempts] == ["pass"]
+    widened = ptq("weight_outlier", "auto", min_db=0.0)
     assert widened.exit_code == 0, widened.gate.verdict_line()
     assert [a["verdict"] for a in widened.report.attempts] == ["reject", "pass"]
     assert widened.gate.float_nodes == () and widened.report.settings["weight_granularity"] == "per-channel"
@@ -99,3 +104,38 @@ def test_percentile_ranges_narrow_the_converters_min_max(models, tmp_path) -> No
     result = run_ptq(models["plain"], tmp_path / "p.int8.tflite",
                      _config(latency=False, tflite=TfliteInt8Config(calibration="percentile")), log=lambda _: None)
     assert result.exit_code == 0 and result.report.calibration_method.startswith("percentile")
+
+
+def test_auto_weight_scales_give_one_scale_where_no_channel_is_lost(models, tmp_path) -> None:
+    """``auto``: the converter's per-channel model, then one scale for every layer whose worst channel
+    keeps 30 dB with it; the outlier layer stays per channel, the file shrinks, the outputs barely move."""
+    from landmarks.data import open_dataset
+    from landmarks.metadata import ArtifactMetadata
+    from landmarks.runtimes import load_predictor
+    from quant import tflite_int8
+    from quant.calibration import CalibrationReader, representative_dataset
+    from quant.tflite_granularity import narrow_weight_scales
+
+    saved_model = tflite_int8.to_saved_model(models["weight_outlier"], tmp_path)
+    faces = open_dataset(f"synthetic:{COUNT}", input_size=64, seed=0, synthetic_count=COUNT)
+    meta = ArtifactMetadata(input_size=64, layout="NHWC")
+    reader = CalibrationReader(faces, meta, "input", limit=COUNT)
+    calibrated = tflite_int8.calibrate(saved_model, representative_dataset(reader), tmp_path)
+    per_channel = tflite_int8.convert(calibrated, tmp_path / "pc.tflite",
+                                      TfliteInt8Config(weight_granularity="per-channel"))
+    narrowed, choices = narrow_weight_scales(per_channel.read_bytes())
+    assert len(choices) == 4  # c1, c2, c3, fc
+    worst = min(choices, key=lambda c: c.sqnr_per_tensor_db)
+    assert worst.per_channel and worst.sqnr_per_tensor_db < 30  # the outlier conv keeps its channel scales
+    assert all(c.per_channel == (c.sqnr_per_tensor_db < 30) for c in choices)
+    assert sum(not c.per_channel for c in choices) >= 1
+    assert len(narrowed) < per_channel.stat().st_size
+    (tmp_path / "auto.tflite").write_bytes(narrowed)
+    crops = np.stack([faces[i]["image"] for i in range(8)])
+    from landmarks.artifact import write_sidecar
+
+    for path in (per_channel, tmp_path / "auto.tflite"):
+        write_sidecar(path, meta)
+    before = load_predictor(per_channel, num_threads=1).predict(crops).points
+    after = load_predictor(tmp_path / "auto.tflite", num_threads=1).predict(crops).points
+    assert np.abs(after - before).max() < 0.02  # re-quantized weights, the same model within rounding

@@ -165,18 +165,22 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
         f"Evaluated by the recipe's gate on `{eval_set.get('name', '?')}` "
         f"({eval_set.get('count', '?')} faces, content sha256 `{str(eval_set.get('content_hash', '?'))[:16]}...`). "
-        "nme_io: percent of the inter-ocular distance (outer eye corners); regression relative to the reference.",
+        "nme_io: percent of the inter-ocular distance (outer eye corners); regression relative to the reference; "
+        "the last regression against the distilled student before pruning (the chain: what shipping this file "
+        "instead of the best model the chain made costs).",
         "",
-        "| file | format | precision | size | nme_io | reference | regression | verdict | latency |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| file | format | precision | size | nme_io | reference | regression | vs distilled student | verdict | "
+        "latency |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in files:
         latency = (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads', '?')} threads)"
                    if f.get("latency_ms") is not None else "-")
         nme = f"{f['nme_io']:.3f} %" if f.get("nme_io") is not None else "-"
         regression = f"{100 * f['regression']:+.2f} %" if isinstance(f.get("regression"), int | float) else "-"
+        chain = f"{100 * f['chain_regression']:+.2f} %" if isinstance(f.get("chain_regression"), int | float) else "-"
         lines.append(f"| `{f['file']}` | {f.get('format', '-')} | {f.get('precision', '-')} | "
-                     f"{f['bytes'] / 1e6:.2f} MB | {nme} | {f.get('reference', '-')} | {regression} | "
+                     f"{f['bytes'] / 1e6:.2f} MB | {nme} | {f.get('reference', '-')} | {regression} | {chain} | "
                      f"{f.get('verdict', '-')} | {latency} |")
     lines += ["", "sha256 and sizes of every file are in `manifest.json`; "
                   "`python -m landmarks.zoo check` verifies them.", ""]
