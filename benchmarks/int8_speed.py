@@ -76,10 +76,87 @@ def run(model: Path, log: Any = print) -> dict[str, Any]:
         latency = {name: round(t.median_ms, 4) for name, t in zip(files, timings, strict=True)}
         profiles = {name: profile_onnx(path, threads=1, input_size=metadata.input_size).to_dict()
                     for name, path in files.items() if Path(path).suffix == ".onnx"}
+        options = runtime_options(model, files, calib, evaluator, metadata, Path(tmp), log)
     for name in results:
         results[name]["latency_ms"] = latency[name]
     return {"model": shown_path(model), "latency_fp32_onnx_ms": latency["FP32 ONNX"], "results": results,
-            "profiles": {n: {"kinds": p["kinds"], "reason": p["reason"]} for n, p in profiles.items()}}
+            "profiles": {n: {"kinds": p["kinds"], "reason": p["reason"]} for n, p in profiles.items()},
+            "options": options}
+
+
+def runtime_options(model: Path, files: dict[str, Path], calib: Any, evaluator: Any, metadata: Any, tmp: Path,
+                    log: Any) -> list[dict[str, Any]]:
+    """What the runtimes offer before any policy of ours: onnxruntime's INT8 formats and types and its
+    graph optimization levels; LiteRT with and without its default XNNPACK delegate. One run, 1 thread."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from landmarks.runtimes import load_predictor
+    from landmarks.runtimes.tflite_runtime import interpreter_class
+    from quant.calibration import CalibrationReader
+    from quant.latency import measure_runners
+    from quant.ort_int8 import prepare
+
+    prepared = prepare(model, tmp / "options.prepared.onnx")
+    reader = CalibrationReader(calib, metadata, "input", limit=256)
+    variants = {  # name -> (QuantFormat, activation type, reduce_range)
+        "QDQ, u8 activations, s8 weights": (QuantFormat.QDQ, QuantType.QUInt8, False),
+        "QDQ, u8/s8, 7-bit weights (reduce_range)": (QuantFormat.QDQ, QuantType.QUInt8, True),
+        "QDQ, s8 activations, s8 weights": (QuantFormat.QDQ, QuantType.QInt8, False),
+        "QOperator, u8/s8": (QuantFormat.QOperator, QuantType.QUInt8, False),
+    }
+    made = {}
+    for name, (fmt, activations, reduce_range) in variants.items():
+        out = tmp / f"options{len(made)}.onnx"
+        reader.rewind()
+        quantize_static(str(prepared), str(out), reader, quant_format=fmt, per_channel=True,
+                        activation_type=activations, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                        calibrate_method=CalibrationMethod.Percentile, extra_options={"WeightSymmetric": True})
+        made[name] = out
+    shape = [1, 3, metadata.input_size, metadata.input_size]
+    feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+    def ort_runner(path: Path, level: Any) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        options.graph_optimization_level, options.log_severity_level = level, 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: feed})
+
+    def litert_runner(path: Path, xnnpack: bool) -> Any:
+        from ai_edge_litert.interpreter import OpResolverType
+
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = interpreter_class()(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], [1, *[int(d) for d in detail["shape"][1:]]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], np.zeros([1, *[int(d) for d in detail["shape"][1:]]], np.float32))
+        return interpreter.invoke
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    rows = [("onnxruntime", "FP32 ONNX", "all", ort_runner(model, levels["all"]), model)]
+    rows += [("onnxruntime", name, "all", ort_runner(path, levels["all"]), path) for name, path in made.items()]
+    first = made["QDQ, u8 activations, s8 weights"]
+    rows += [("onnxruntime", "QDQ, u8 activations, s8 weights", level, ort_runner(first, levels[level]), first)
+             for level in ("basic", "extended")]
+    tflite_int8 = files["INT8 TFLite, size policy"]
+    rows += [("LiteRT", "INT8 TFLite (auto weights)", "XNNPACK" if x else "no delegate", litert_runner(tflite_int8, x),
+              tflite_int8) for x in (True, False)]
+    timings = measure_runners([r[3] for r in rows], threads=1, rounds=20)
+    out = []
+    for (runtime, name, setting, _, path), timing in zip(rows, timings, strict=True):
+        nme = None
+        if runtime == "onnxruntime" and setting == "all":
+            nme = evaluator.nme(load_predictor(path, num_threads=2, metadata=metadata))
+        out.append({"runtime": runtime, "model": name, "setting": setting, "latency_ms": round(timing.median_ms, 4),
+                    "nme_io": nme, "bytes": Path(path).stat().st_size})
+        log(f"{runtime} {name} ({setting}): {timing.median_ms:.3f} ms")
+    return out
 
 
 def table(data: dict[str, Any], cpu: str, flags: str) -> str:
@@ -107,6 +184,17 @@ def table(data: dict[str, Any], cpu: str, flags: str) -> str:
         if any(kind in p["kinds"] for p in data["profiles"].values()):
             lines.append(f"| {kind} | " + " | ".join(f"{p['kinds'][kind]:.0f}" if kind in p["kinds"] else "-"
                                                       for p in data["profiles"].values()) + " |")
+    options = data.get("options") or []
+    if options:
+        fp32 = next(o["latency_ms"] for o in options if o["model"] == "FP32 ONNX")
+        lines += ["", "The runtimes' own options first (the same FP32 model; percentile calibration, per-channel "
+                      "weights; 1 thread, side by side in one run):", "",
+                  "| runtime | model | setting | size | latency | vs FP32 ONNX | nme_io % |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for o in options:
+            nme = f"{o['nme_io']:.2f}" if o["nme_io"] is not None else "-"
+            lines.append(f"| {o['runtime']} | {o['model']} | {o['setting']} | {o['bytes'] / 1024:.0f} KB | "
+                         f"{o['latency_ms']:.3f} ms | x{fp32 / o['latency_ms']:.2f} faster | {nme} |")
     for name, r in data["results"].items():
         rows = (r.get("speed") or {}).get("rows") or []
         if not rows:

@@ -49,6 +49,12 @@ def measure(
 ) -> list[Latency]:
     """Median latency of each model; rounds alternate between models."""
     fns = [runner(p, threads, input_size)[0] for p in paths]
+    return measure_runners(fns, threads=threads, warmup=warmup, rounds=rounds, runs_per_round=runs_per_round)
+
+
+def measure_runners(fns: Sequence[Callable[[], None]], *, threads: int, warmup: int = 20, rounds: int = 10,
+                    runs_per_round: int = 20) -> list[Latency]:
+    """:func:`measure` for zero-argument runners (a model in a session configured some other way)."""
     for fn in fns:
         for _ in range(warmup):
             fn()

@@ -110,6 +110,8 @@ def gate_all(
         base = next((e["latency_ms"] for e in entries if e["name"] == "onnx_fp32"), None)
         for entry in entries:  # measured side by side in one run: the ratio holds whatever else the machine did
             entry["latency_vs_onnx_fp32"] = round(entry["latency_ms"] / base, 4) if base else None
+    layer_profile = _layer_profile(entries, folder, recipe.gate.latency_threads, student.metadata.input_size) \
+        if recipe.gate.latency else {}
 
     errors = {name: evals[name].per_image["nme_io"].tolist() for name in predictors}
     references = {"torch_fp32": _reference(student_checkpoint, evals["torch_fp32"], params, root)}
@@ -145,9 +147,26 @@ def gate_all(
         "artifacts": entries,
         "samples": shown,
         "evaluations": [list(key) for key in cache.evaluated],
+        "layer_profile": layer_profile,
     }
     write_json(folder / "errors.json", errors)
     return write_json(folder / "results.json", results)
+
+
+def _layer_profile(entries: list[dict[str, Any]], folder: Path, threads: int, input_size: int) -> dict[str, Any]:
+    """Time per kind of layer of each ONNX artifact (onnxruntime's profiler); TFLite ones are not measured
+    (LiteRT's Python interpreter has no per-op profiler)."""
+    from quant.profile import profile_onnx
+
+    out = {}
+    for entry in entries:
+        if entry["format"] == "onnx":
+            profile = profile_onnx(folder / entry["file"], threads=threads, input_size=input_size)
+            out[entry["name"]] = {"kinds": profile.kinds, "total_us": profile.total_us, "reason": profile.reason}
+        else:
+            out[entry["name"]] = {"kinds": {}, "total_us": 0.0,
+                                  "reason": "LiteRT's Python interpreter has no per-op profiler"}
+    return out
 
 
 def eval_set(recipe: Recipe, metadata: ArtifactMetadata, cache: EvalCache) -> Evaluator:

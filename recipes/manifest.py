@@ -53,6 +53,7 @@ def build_manifest(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(wall_seconds, 1),
         "datasets": datasets or {},
+        "layer_profile": results.get("layer_profile", {}),
         "eval_set": results["eval_set"],
         "metric": results["metric"],
         "checkpoints": checkpoints,

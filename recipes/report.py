@@ -155,6 +155,24 @@ def pruning_lines(prune: dict[str, Any] | None, figures: dict[str, str]) -> list
     return [*lines, ""]
 
 
+def layer_lines(layers: dict[str, Any]) -> list[str]:
+    """Where each artifact's batch-1 time goes, per kind of layer (microseconds per run)."""
+    from quant.profile import KINDS
+
+    measured = {name: v for name, v in layers.items() if not v.get("reason")}
+    if not measured:
+        return []
+    lines = ["## Time per kind of layer", "", "Batch 1, microseconds per run, onnxruntime's profiler "
+             "(not measured for TFLite: " + "; ".join(sorted({v["reason"] for v in layers.values() if v.get("reason")}))
+             + ")." if len(measured) < len(layers) else "Batch 1, microseconds per run, onnxruntime's profiler.", "",
+             "| layers | " + " | ".join(measured) + " |", "|---|" + "---:|" * len(measured)]
+    for kind in (k for k in KINDS if any(k in v["kinds"] for v in measured.values())):
+        lines.append(f"| {kind} | " + " | ".join(f"{v['kinds'][kind]:.0f}" if kind in v["kinds"] else "-"
+                                                  for v in measured.values()) + " |")
+    lines.append("| total | " + " | ".join(f"{v['total_us']:.0f}" for v in measured.values()) + " |")
+    return [*lines, ""]
+
+
 def _pct(value: Any) -> str:
     return f"{value:.3f}%" if isinstance(value, float | int) else "-"
 
@@ -249,6 +267,7 @@ def write_report(out: Path, manifest: dict[str, Any], figures: dict[str, str],
                      f"{ref['auc@0.08']:.3f} |")
     lines += distillation_check(manifest["references"])
     lines += ["", *pruning_lines(prune, figures)]
+    lines += layer_lines(manifest.get("layer_profile") or {})
     lines += ["", "## Cumulative error distribution", "", f"![CED]({figures['ced']})", "",
               "## Sample faces", "", "Ground truth green, predictions red "
               f"(`{manifest.get('samples', 'student')}`).", "", f"![samples]({figures['samples']})", ""]
