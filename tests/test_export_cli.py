@@ -62,7 +62,10 @@ def test_success_writes_onnx(checkpoint, tmp_path):
     out = tmp_path / "out"
     result = _run(str(checkpoint), "--formats", "onnx", "--out", str(out), "--parity-count", "8")
     assert result.returncode == 0, result.stderr
-    assert (out / "student.onnx").is_file()
+    from landmarks.runtimes import load_predictor
+
+    predictor = load_predictor(out / "student.onnx", num_threads=1)  # loads, and describes itself
+    assert predictor.metadata.input_size == 112 and predictor.metadata.source.startswith("pfld025@")
     assert "student.onnx" in result.stdout and "ok" in result.stdout
 
 

@@ -254,7 +254,9 @@ def test_cli_prunes_and_prints_a_summary(files: dict[str, Path], tmp_path: Path,
     rc = main([str(files["student"]), "--channel-ratio", "0.25", "--finetune-epochs", "0", "--data", "synthetic:8",
                "--val-data", "synthetic:8", "--out", str(out), "--no-progress"])
     printed = capsys.readouterr().out
-    assert rc == 0 and (out / "pruned.pt").is_file()
+    assert rc == 0
+    pruned = load_checkpoint(out / "pruned.pt").build()
+    assert pruned.channels["stage5.0.hidden"] < create_model("pfld025").channels["stage5.0.hidden"]
     assert "fewer parameters" in printed and "step 1/1" in printed
 
 

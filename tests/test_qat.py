@@ -119,7 +119,10 @@ def test_pruning_with_qat_epochs_trains_through_the_simulation_and_reports_it(tm
     trained = pruned.state_dict()
     unpruned_layers = [k for k, v in reference.items() if trained[k].shape == v.shape]
     assert unpruned_layers and all(torch.equal(trained[k], reference[k]) for k in unpruned_layers)  # BN frozen
-    assert (tmp_path / "out" / "qat_log.csv").is_file()
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "out" / "qat_log.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["val_nme_io"]) == pytest.approx(report.qat.nme_io_int8_after, rel=1e-6)
 
 
 def test_qat_checkpoint_fine_tunes_a_student_without_pruning_it(tmp_path: Path) -> None:
