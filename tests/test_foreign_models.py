@@ -164,3 +164,23 @@ def test_bad_descriptions_are_one_line_exit_2_and_write_nothing(case: str, world
     assert exc.value.code == 2, err
     assert len(err) == 1 and err[0].startswith("python -m quant.ptq: error: ") and message in err[0], err
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_face_landmarker_and_predict_take_the_same_description(world, two_faces, tmp_path, capsys):
+    from landmarks.api import FaceLandmarker
+    from landmarks.data import read_image
+    from landmarks.describe import ModelDescription
+    from landmarks.predict import main as predict
+
+    spec = FIXTURES[1]  # BGR, (x - 127) / 127, NHWC, pixel outputs
+    path = world["models"][spec.name][0]
+    description = ModelDescription(input_size=spec.size, layout="NHWC", color="BGR", mean=(127 / 255,) * 3,
+                                   std=(127 / 255,) * 3, output="xy_pixels")
+    landmarker = FaceLandmarker(path, description=description)
+    meta = landmarker.predictor.metadata
+    assert (meta.color, meta.layout, meta.output) == ("BGR", "NHWC", "xy_pixels")
+    faces = landmarker.detect(read_image(two_faces))
+    assert len(faces) == 2
+    assert predict(["--model", str(path), str(two_faces), *spec.flags()]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(printed["faces"][0]["points"], faces[0].points, atol=1e-3)
