@@ -2,7 +2,8 @@
 results (never typed).
 
 * README ``<!-- shipped:begin -->`` ... ``<!-- shipped:end -->``: the shipped models, from
-  ``landmarks/zoo/manifest.json`` (``python -m landmarks.zoo publish RUN_DIR``);
+  ``landmarks/zoo/manifest.json`` (``python -m landmarks.zoo publish RUN_DIR``), with their 1-thread
+  latency from ``benchmarks/results/int8_speed.json`` (``python benchmarks/int8_speed.py``);
 * docs/EXPERIMENTS.md ``<!-- gap:begin -->`` ... ``<!-- gap:end -->``: the 300-W distillation
   table, from ``benchmarks/results/distill_gap.json`` (``python benchmarks/distill_gap.py collect``).
 
@@ -24,13 +25,27 @@ README = ROOT / "README.md"
 EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
 ZOO_MANIFEST = ROOT / "landmarks" / "zoo" / "manifest.json"
 GAP = ROOT / "benchmarks" / "results" / "distill_gap.json"
+SPEED = ROOT / "benchmarks" / "results" / "int8_speed.json"
 
 
 def _pct(value: float | None, spec: str = ".2f") -> str:
     return "–" if value is None else f"{value:{spec}}"
 
 
-def shipped_table(zoo: dict[str, Any]) -> str:
+def _one_thread(speed: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
+    """The shipped files' batch-1 latency on 1 thread, timed side by side in one run by
+    ``benchmarks/int8_speed.py`` (the manifest's own latency is the recipe machine's, on its gate threads)."""
+    if not speed:
+        return "latency (batch 1)", {}
+    base = speed["latency_fp32_onnx_ms"]
+    times = {Path(speed["model"]).name: base}
+    times |= {name.removeprefix("shipped "): ms for name, ms in speed.get("shipped", {}).items()}
+    cells = {name: f"{ms:.2f} ms (x{base / ms:.2f})" for name, ms in times.items()}
+    return f"latency, batch 1, 1 thread, {speed['cpu']} (speed vs FP32 ONNX)", cells
+
+
+def shipped_table(zoo: dict[str, Any], speed: dict[str, Any] | None = None) -> str:
+    header, one_thread = _one_thread(speed)
     lines = [
         f"Recipe `{zoo['recipe']['file']}`, code commit `{zoo['git_commit'][:12]}`; test set "
         f"`{', '.join(item.split('300w/', 1)[-1] for item in zoo['eval_set']['name'].split(','))}` "
@@ -38,7 +53,7 @@ def shipped_table(zoo: dict[str, Any]) -> str:
         "details in [landmarks/zoo/MODEL_CARD.md](landmarks/zoo/MODEL_CARD.md).",
         "",
         "| file | format | precision | size | nme_io % | vs its reference | vs the distilled student | "
-        "latency (batch 1) |",
+        f"{header} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in zoo["artifacts"]:
@@ -46,8 +61,8 @@ def shipped_table(zoo: dict[str, Any]) -> str:
         reg = f"{100 * regression:+.2f} % vs {f.get('reference')}" if isinstance(regression, float) else "–"
         chain = f.get("chain_regression")
         chain = f"{100 * chain:+.2f} %" if isinstance(chain, float) else "–"
-        latency = (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads')} threads)"
-                   if f.get("latency_ms") is not None else "–")
+        latency = one_thread.get(f["file"]) or (f"{f['latency_ms']:.2f} ms ({f.get('latency_threads')} threads)"
+                                                if f.get("latency_ms") is not None else "–")
         default = " (default)" if f["file"] == zoo["default"] else ""
         lines.append(f"| `{f['file']}`{default} | {f['format']} | {f['precision']} | {f['bytes'] / 1024:.0f} KB | "
                      f"{_pct(f.get('nme_io'))} | {reg} | {chain} | {latency} |")
@@ -111,7 +126,8 @@ def _replace(text: str, block: str, body: str, name: str) -> str:
 
 def render(path: Path, text: str) -> str:
     if path == README and ZOO_MANIFEST.is_file():
-        text = _replace(text, "shipped", shipped_table(json.loads(ZOO_MANIFEST.read_text())), path.name)
+        speed = json.loads(SPEED.read_text()) if SPEED.is_file() else None
+        text = _replace(text, "shipped", shipped_table(json.loads(ZOO_MANIFEST.read_text()), speed), path.name)
     if path == EXPERIMENTS and GAP.is_file():
         text = _replace(text, "gap", gap_table(json.loads(GAP.read_text())), path.name)
     return text
