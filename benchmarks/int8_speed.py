@@ -15,6 +15,7 @@ LiteRT's Python interpreter has no per-op profiler.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import tempfile
@@ -164,6 +165,17 @@ def runtime_options(model: Path, files: dict[str, Path], calib: Any, evaluator: 
     return out
 
 
+NO_VNNI = (
+    "Why INT8 is not faster on this CPU: it has no VNNI (nor AMX), so onnxruntime's and XNNPACK's INT8 "
+    "convolutions multiply through AVX2's `vpmaddubsw` and widen the 16-bit sums in two more instructions: "
+    "32 multiply-adds per three instructions against 8 per FP32 FMA, at most 1.3x (VNNI's `vpdpbusd` does 32 in "
+    "one, 4x). INT8 then gains only where memory "
+    "traffic dominates (the pointwise convolutions) and loses where the work is small per byte (the depthwise "
+    "and 3-channel convolutions), and the QuantizeLinear / DequantizeLinear and the integer Adds it adds are "
+    "pure cost. A 1.5x gain over FP32 needs VNNI or AMX integer kernels (docs/EXPERIMENTS.md, \"INT8 on a "
+    "second CPU kind\").")
+
+
 def table(data: dict[str, Any], cpu: str, flags: str) -> str:
     from quant.profile import KINDS
 
@@ -174,16 +186,16 @@ def table(data: dict[str, Any], cpu: str, flags: str) -> str:
         f"Model `{data['model']}`, quantized as `recipes/300w_pfld025.yaml` does; gate on 300-W common. Batch 1, "
         f"1 thread, all files timed side by side in one process (interleaved rounds). CPU: {cpu} ({flags}).",
         "",
-        "| file | policy: kinds kept float | nme_io % | verdict | size | latency | vs FP32 ONNX |",
+        "| file | policy: kinds kept float | nme_io % | verdict | size | latency | speed vs FP32 ONNX |",
         "|---|---|---:|---|---:|---:|---:|",
         f"| FP32 ONNX | - | - | - | - | {base:.3f} ms | x1.00 |",
-        *[f"| {name} (as shipped, from the Intel run) | - | - | - | - | {ms:.3f} ms | x{base / ms:.2f} faster |"
+        *[f"| {name} (as shipped, from the Intel run) | - | - | - | - | {ms:.3f} ms | x{base / ms:.2f} |"
           for name, ms in data.get("shipped", {}).items()],
     ]
     for name, r in data["results"].items():
         kinds = ", ".join((r.get("speed") or {}).get("float_kinds") or []) or "none"
         lines.append(f"| {name} | {kinds} | {r['nme_io']:.2f} | {r['verdict']} | {r['bytes'] / 1024:.0f} KB | "
-                     f"{r['latency_ms']:.3f} ms | x{base / r['latency_ms']:.2f} faster |")
+                     f"{r['latency_ms']:.3f} ms | x{base / r['latency_ms']:.2f} |")
     names = list(data["profiles"])
     lines += ["", "onnxruntime, microseconds per run per kind of layer (its profiler, 1 thread):", "",
               "| layers | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -196,12 +208,12 @@ def table(data: dict[str, Any], cpu: str, flags: str) -> str:
         fp32 = next(o["latency_ms"] for o in options if o["model"] == "FP32 ONNX")
         lines += ["", "The runtimes' own options first (the same FP32 model; percentile calibration, per-channel "
                       "weights; 1 thread, side by side in one run):", "",
-                  "| runtime | model | setting | size | latency | vs FP32 ONNX | nme_io % |",
+                  "| runtime | model | setting | size | latency | speed vs FP32 ONNX | nme_io % |",
                   "|---|---|---|---:|---:|---:|---:|"]
         for o in options:
             nme = f"{o['nme_io']:.2f}" if o["nme_io"] is not None else "-"
             lines.append(f"| {o['runtime']} | {o['model']} | {o['setting']} | {o['bytes'] / 1024:.0f} KB | "
-                         f"{o['latency_ms']:.3f} ms | x{fp32 / o['latency_ms']:.2f} faster | {nme} |")
+                         f"{o['latency_ms']:.3f} ms | x{fp32 / o['latency_ms']:.2f} | {nme} |")
     for name, r in data["results"].items():
         rows = (r.get("speed") or {}).get("rows") or []
         if not rows:
@@ -213,6 +225,8 @@ def table(data: dict[str, Any], cpu: str, flags: str) -> str:
         lines += [f"| {row['kind']} | {row['layers']} | {row['all_int8_ms']:.3f} ms | "
                   f"{row['kind_in_float_ms']:.3f} ms | {100 * row['gain']:+.1f} % | "
                   f"{'yes' if all(k in kept for k in row['kind'].split(' + ')) else 'no'} |" for row in rows]
+    if "avx2" in flags and "vnni" not in flags and "amx" not in flags:
+        lines += ["", NO_VNNI]
     return "\n".join(lines)
 
 
@@ -220,8 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "landmarks" / "zoo" / "student.onnx")
     p.add_argument("--name", default="int8_speed")
+    p.add_argument("--render", action="store_true", help="rewrite NAME.md from NAME.json, measuring nothing")
     args = p.parse_args(argv)
     with cli_errors("benchmarks/int8_speed.py"):
+        if args.render:
+            data = json.loads((RESULTS / f"{args.name}.json").read_text())
+            save_results(RESULTS, args.name, data, table(data, data["cpu"], data["cpu_flags"]),
+                         command="python benchmarks/int8_speed.py")
+            return 0
         cpu, flags = cpu_name(), cpu_flags()
         data = run(args.model)
         save_results(RESULTS, args.name, {"cpu": cpu, "cpu_flags": flags, **data}, table(data, cpu, flags),
