@@ -40,7 +40,8 @@ def from_runs(seed: int, distilled: Path, shipped: Path, cpu: str) -> dict[str, 
             "student_val": metrics["student"]["nme_io"], "student_test": distill["references"]["torch_fp32"]["nme_io"],
             "pruned_test": point["references"]["torch_fp32"]["nme_io"],
             "onnx_int8_test": artifacts.get("onnx_int8", {}).get("nme_io"),
-            "tflite_int8_test": artifacts.get("tflite_int8", {}).get("nme_io")}
+            "tflite_int8_test": artifacts.get("tflite_int8", {}).get("nme_io"),
+            "verdicts": {n: artifacts[n]["verdict"] for n in ("onnx_int8", "tflite_int8") if n in artifacts}}
 
 
 def recorded(seed: int, cpu: str) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def recorded(seed: int, cpu: str) -> dict[str, Any]:
     return {"seed": seed, "cpu": cpu, "source": "docs/recipe_300w_pfld025/manifest.json, distill_gap.json",
             "student_val": gap["student_kd_val_nme_io"], "student_test": gap["student_kd_nme_io"],
             "pruned_test": manifest["references"]["torch_fp32"]["nme_io"],
-            "onnx_int8_test": artifacts["onnx_int8"]["nme_io"], "tflite_int8_test": artifacts["tflite_int8"]["nme_io"]}
+            "onnx_int8_test": artifacts["onnx_int8"]["nme_io"], "tflite_int8_test": artifacts["tflite_int8"]["nme_io"],
+            "verdicts": {name: artifacts[name]["verdict"] for name in ("onnx_int8", "tflite_int8")}}
 
 
 def spread(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -64,6 +66,14 @@ def spread(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             out[column] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
                            "range": max(values) - min(values), "seeds": len(values)}
     return out
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    """A seed's number; an INT8 file its gate rejected says so."""
+    if row.get(column) is None:
+        return "-"
+    verdict = row.get("verdicts", {}).get(column.removesuffix("_test"), "pass")
+    return f"{row[column]:.2f}" + ("" if verdict == "pass" else f" ({verdict})")
 
 
 def table(rows: list[dict[str, Any]], summary: dict[str, dict[str, float]]) -> str:
@@ -82,7 +92,7 @@ def table(rows: list[dict[str, Any]], summary: dict[str, dict[str, float]]) -> s
     ]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['cpu']} | " + " | ".join(
-            f"{r[c]:.2f}" if r.get(c) is not None else "-" for c in COLUMNS) + " |")
+            _cell(r, c) for c in COLUMNS) + " |")
     lines.append("| mean | | " + " | ".join(f"{summary[c]['mean']:.2f}" if c in summary else "-" for c in COLUMNS)
                  + " |")
     lines.append("| min-max | | " + " | ".join(
