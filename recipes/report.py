@@ -162,9 +162,10 @@ def layer_lines(layers: dict[str, Any]) -> list[str]:
     measured = {name: v for name, v in layers.items() if not v.get("reason")}
     if not measured:
         return []
-    lines = ["## Time per kind of layer", "", "Batch 1, microseconds per run, onnxruntime's profiler "
-             "(not measured for TFLite: " + "; ".join(sorted({v["reason"] for v in layers.values() if v.get("reason")}))
-             + ")." if len(measured) < len(layers) else "Batch 1, microseconds per run, onnxruntime's profiler.", "",
+    reasons = sorted({v["reason"] for v in layers.values() if v.get("reason")})
+    caption = "Batch 1, microseconds per run, onnxruntime's profiler" + (
+        f" (not measured for TFLite: {'; '.join(reasons)})." if reasons else ".")
+    lines = ["## Time per kind of layer", "", caption, "",
              "| layers | " + " | ".join(measured) + " |", "|---|" + "---:|" * len(measured)]
     for kind in (k for k in KINDS if any(k in v["kinds"] for v in measured.values())):
         lines.append(f"| {kind} | " + " | ".join(f"{v['kinds'][kind]:.0f}" if kind in v["kinds"] else "-"
