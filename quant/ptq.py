@@ -412,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration method (TFLite: minmax or percentile)")
     p.add_argument("--activation-type", choices=("quint8", "qint8"), default="quint8",
                    help="ONNX activation type (quint8: faster u8s8 kernels on x86)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=False,
+                   help="ONNX 7-bit weights: x86 CPUs without VNNI (AVX2 only) add u8 x s8 products in 16 bits, "
+                        "which saturate with 8-bit weights; the same file runs on any CPU")
     p.add_argument("--weight-granularity", choices=("auto", "per-channel", "per-tensor"), default="auto",
                    help="weight scales. auto: ONNX per-channel only on layers where one scale would lose a "
                         "channel (worst-channel SQNR < 30 dB); TFLite one scale per tensor (its converter has one "
@@ -449,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_count=args.eval_count,
             gate=GateConfig(args.max_regression, args.max_abs_regression, args.max_chain_regression),
             onnx=StaticInt8Config(method=args.method, activation_type=args.activation_type,
-                                  weight_granularity=args.weight_granularity, calib_count=args.calib_count),
+                                  weight_granularity=args.weight_granularity, reduce_range=args.reduce_range,
+                                  calib_count=args.calib_count),
             tflite=TfliteInt8Config(io_type=args.io_type, weight_granularity=args.weight_granularity,
                                     calibration=args.method if fmt == "tflite" else "minmax"),
             fallback=args.fallback,

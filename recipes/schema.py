@@ -310,6 +310,8 @@ class QuantSection(_Section):
     activation_type: Literal["quint8", "qint8"] = _ONNX_INT8.activation_type
     weight_granularity: Literal["auto", "per-channel", "per-tensor"] = _ONNX_INT8.weight_granularity
     calib_count: int = Field(_ONNX_INT8.calib_count, ge=1)
+    # ONNX 7-bit weights: x86 without VNNI adds u8 x s8 pairs in saturating 16 bits (quant/ort_int8.py)
+    reduce_range: bool = _ONNX_INT8.reduce_range
     tflite_io_type: Literal["float", "int8"] = _TFLITE_INT8.io_type
     # weight_granularity auto: the worst-channel SQNR from which a TFLite layer gets one weight scale
     # (a TFLite per-channel tensor costs 24 bytes a channel, against 8 in ONNX)
@@ -321,7 +323,8 @@ class QuantSection(_Section):
         """The ORT settings; for a TFLite run only its calibration count counts."""
         return StaticInt8Config(method=self.method if fmt == "onnx" else "minmax",
                                 activation_type=self.activation_type,
-                                weight_granularity=self.weight_granularity, calib_count=self.calib_count)
+                                weight_granularity=self.weight_granularity, reduce_range=self.reduce_range,
+                                calib_count=self.calib_count)
 
     def tflite_config(self) -> TfliteInt8Config:
         return TfliteInt8Config(io_type=self.tflite_io_type, weight_granularity=self.weight_granularity,

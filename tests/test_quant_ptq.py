@@ -234,6 +234,33 @@ def test_auto_granularity_is_smaller_and_guards_outlier_weights(models, tmp_path
     assert guarded.gate.passed and "/c2/Conv" in guarded.report.settings["per_channel_weights"]
 
 
+def _weight_ranges(path: Path) -> dict[str, int]:
+    """The largest |q| of each INT8 weight, keyed per-tensor or per-channel by its scale's rank."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    ranges: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and tensors.get(node.input[0], np.zeros(0)).dtype == np.int8:
+            kind = "per-channel" if tensors[node.input[1]].ndim else "per-tensor"
+            ranges[kind] = max(ranges.get(kind, 0), int(np.abs(tensors[node.input[0]].astype(np.int32)).max()))
+    return ranges
+
+
+def test_reduce_range_stores_7_bit_weights_per_tensor_and_per_channel(models, tmp_path) -> None:
+    """--reduce-range: every weight within [-64, 64], the per-channel ones of the auto granularity too
+    (AVX2's 16-bit pair sums cannot saturate); without it the full 8-bit range is used."""
+    wide = _copy(models["weight_outlier"], tmp_path / "wide")
+    assert main(cli(str(wide), "--no-fallback")) == 0
+    narrow = _copy(models["weight_outlier"], tmp_path / "narrow")
+    assert main(cli(str(narrow), "--no-fallback", "--reduce-range")) == 0
+    full, reduced = (_weight_ranges(p.with_suffix(".int8.onnx")) for p in (wide, narrow))
+    assert set(full) == set(reduced) == {"per-tensor", "per-channel"}
+    assert all(value == 127 for value in full.values())
+    assert all(60 <= value <= 64 for value in reduced.values())
+
+
 def test_auto_granularity_widens_before_floating_nodes(models, tmp_path) -> None:
     """An ``auto`` model that fails the gate is retried per-channel everywhere, with no float node."""
     from quant.ort_int8 import StaticInt8Config

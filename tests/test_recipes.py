@@ -139,7 +139,7 @@ def test_recipe_values_reach_the_library_configs():
     recipe = load_recipe(RECIPES / "quickstart.yaml", overrides=[
         "data.crop_scale=1.4", "student.no_kd=true", "student.kd.feature_weight=0.5", "precision=bf16",
         "quant.calib_count=7", "gate.max_abs_regression=0.5", "prune.importance=taylor", "quant.method=percentile",
-        "prune.qat_epochs=3"])
+        "prune.qat_epochs=3", "quant.reduce_range=true"])
     distill = recipe.distill_config(Path("out"), progress=False)
     assert distill.data.crop_scale == 1.4 and distill.student.train.precision == "bf16"
     assert distill.kd == recipe.prune_config().kd
@@ -148,6 +148,7 @@ def test_recipe_values_reach_the_library_configs():
     assert ptq.format == "tflite" and ptq.onnx.calib_count == 7 and ptq.gate.max_abs_regression == 0.5
     assert ptq.calib == "synthetic:128" and recipe.prune_config().importance == "taylor"
     assert recipe.prune_config().qat_epochs == 3
+    assert recipe.ptq_config("onnx").onnx.reduce_range
     # quant.method is ONNX's calibration: a TFLite run keeps its converter's min/max (it refuses others)
     assert (ptq.onnx.method, recipe.ptq_config("onnx").onnx.method) == ("minmax", "percentile")
 
