@@ -71,8 +71,9 @@ def run(models: list[Path], seed: int, log: Any = print) -> list[dict[str, Any]]
                        "test_nme_io": result.gate.nme_candidate}
                 for split in ("val", "test"):
                     row[f"{split}_regression"] = row[f"{split}_nme_io"] / fp32[f"{split}_nme_io"] - 1
-                log(f"{shown_path(model)} {weights}: val {row['val_nme_io']:.3f} ({100 * row['val_regression']:+.2f}%), "
-                    f"test {row['test_nme_io']:.3f} ({100 * row['test_regression']:+.2f}%)")
+                log(f"{shown_path(model)} {weights}: val {row['val_nme_io']:.3f} "
+                    f"({100 * row['val_regression']:+.2f}%), test {row['test_nme_io']:.3f} "
+                    f"({100 * row['test_regression']:+.2f}%)")
                 rows.append(row)
                 files.append(made)
         timings = measure(files, threads=1, rounds=20, input_size=metadata.input_size)

@@ -274,6 +274,7 @@ class PruneSection(_Section):
     steps: int = Field(_prune_default("steps"), ge=1, le=100)
     finetune_epochs: int = Field(_prune_default("finetune_epochs"), ge=0)
     lr: float = Field(_prune_default("lr"), gt=0.0, le=1.0)
+    ema_decay: float = Field(_prune_default("ema_decay"), ge=0.0, lt=1.0)  # recovery ends on the weight average
     # Quantization-aware epochs at the end (distill/qat.py): the INT8 exporters then lose less.
     qat_epochs: int = Field(_prune_default("qat_epochs"), ge=0)
     qat_lr: float = Field(_prune_default("qat_lr"), gt=0.0, le=1.0)
@@ -283,7 +284,7 @@ class PruneSection(_Section):
         return PruneConfig(ratio=self.max_ratio if self.ratio == "auto" else self.ratio, budget=self.budget,
                            importance=self.importance, steps=self.steps,
                            finetune_epochs=self.finetune_epochs, qat_epochs=self.qat_epochs, qat_lr=self.qat_lr,
-                           batch_size=student.batch_size, lr=self.lr,
+                           batch_size=student.batch_size, lr=self.lr, ema_decay=self.ema_decay,
                            synthetic_train=SYNTHETIC_COUNT, synthetic_val=SYNTHETIC_COUNT // 4,
                            val_split=data.val_split, kd=student.kd_config(), device=device)
 

@@ -152,6 +152,21 @@ def test_kd_recovery_uses_the_teacher_and_reports_each_step(pruned: PruneReport)
     assert load_checkpoint(pruned.checkpoint).extra["pruning"]["params"][-1] == pruned.after.params
 
 
+def test_recovery_with_a_weight_average_ships_the_average_it_validated(files: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """ema_decay: every epoch validates the weight average, so pruned.pt must hold it, not the last weights."""
+    from distill.pipeline import Validator
+    from landmarks.data.specs import VAL_SEED_OFFSET
+
+    config = PruneConfig(ratio=0.3, finetune_epochs=2, batch_size=8, lr=0.05, ema_decay=0.9)
+    report = prune_checkpoint(files["student"], config, out=tmp_path / "out", seed=0, **TINY)
+    saved = load_checkpoint(report.checkpoint)
+    validator = Validator(TINY["val_data"], saved.metadata.crop_scale, VAL_SEED_OFFSET, config.synthetic_val)
+    assert validator(saved.build(), saved.metadata)["nme_io"] == pytest.approx(report.steps[-1].nme_io, abs=1e-4)
+    with pytest.raises(ConfigError, match=r"ema_decay must be in \[0, 1\)"):
+        PruneConfig(ratio=0.3, ema_decay=1.0)
+
+
 def test_pruned_checkpoint_reloads_in_a_fresh_process_without_torch_pruning(pruned: PruneReport,
                                                                               tmp_path: Path) -> None:
     model = load_checkpoint(pruned.checkpoint).build()

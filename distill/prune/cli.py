@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-channels", type=int, default=32, help="never prune layers this narrow or narrower")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (cosine decay)")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="keep a weight average while fine-tuning and end on it (e.g. 0.998; 0: the last weights)")
     add_out(p, "runs/prune", "output folder (pruned.pt, prune_report.json, logs)")
     add_device(p)
     add_seed(p)
@@ -80,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs,
                              qat_lr=args.qat_lr, round_to=args.round_to,
                              min_channels=args.min_channels, batch_size=args.batch_size, lr=args.lr,
+                             ema_decay=args.ema_decay,
                              device=args.device)
         report = prune_checkpoint(args.checkpoint, config, data=args.data, val_data=args.val_data,
                                   teacher_checkpoint=args.teacher, out=args.out, seed=args.seed,

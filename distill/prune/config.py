@@ -49,6 +49,9 @@ class PruneConfig:
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 1e-4
+    # Recovery keeps a weight average (distill/engine.WeightAverage) and ends on it, as the student's
+    # own training does; 0 = the last weights.
+    ema_decay: float = 0.0
     importance_batches: int = 4
     num_workers: int = 0
     synthetic_train: int = 2000
@@ -100,6 +103,8 @@ class PruneConfig:
         if not self.lr > 0 or not self.qat_lr > 0 or not self.weight_decay >= 0:
             raise ConfigError(f"need lr > 0, qat_lr > 0 and weight_decay >= 0, got {self.lr}, {self.qat_lr}, "
                               f"{self.weight_decay}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     @property
     def target(self) -> tuple[str, float]:

@@ -284,7 +284,7 @@ def _recover(session: _Session, model: nn.Module, step: int, config: PruneConfig
     if config.finetune_epochs == 0:
         return None, 0.0
     train = TrainConfig(epochs=config.finetune_epochs, batch_size=config.batch_size, lr=config.lr,
-                        weight_decay=config.weight_decay, warmup_epochs=0)
+                        weight_decay=config.weight_decay, warmup_epochs=0, ema_decay=config.ema_decay)
     return _finetune(session, model, config, train, f"step{step}", session.seed + step, resume=resume)
 
 
@@ -345,6 +345,8 @@ def _finetune(session: _Session, model: nn.Module, config: PruneConfig, train: T
     trainer = Trainer(name, task, session.train_ds, train, session.run_dir, seed=seed,
                       device=session.device, num_workers=config.num_workers, progress=session.progress)
     result = trainer.fit(resume=resume and trainer.has_state())
+    if trainer.average is not None:  # end on the weight average, the model every epoch validated
+        model.load_state_dict(trainer.final_modules["student"].state_dict())
     model.cpu().eval()
     return result.history[-1].val.get("nme_io"), result.seconds
 
