@@ -3,7 +3,8 @@
 TFLite's converter has one switch for the whole model: every weight per channel, or none. Per
 channel, each weight tensor stores a float32 scale and an int64 zero point per output channel, and
 so does its int32 bias: 24 bytes a channel, more than a third of the file on the 300-W student
-(382 KB, of which 195 KB weights). One scale for every tensor loses badly there (+250 % nme_io):
+(382 KB, of which 195 KB weights); :mod:`quant.tflite_flatbuffer` writes the all-zero zero points
+once, which leaves the scales' 8 bytes a channel. One scale for every tensor loses badly there (+250 % nme_io):
 a few layers need per-channel scales. This pass decides per layer as the ONNX path does
 (:mod:`quant.granularity`: one scale when the worst output channel keeps ``min_sqnr_db`` with it)
 on the per-channel model the converter wrote, and re-quantizes those layers in place: the weights
@@ -36,9 +37,10 @@ def narrow_weight_scales(model_content: bytes,
                          min_sqnr_db: float = DEFAULT_MIN_SQNR_DB) -> tuple[bytes, list[TfliteWeightChoice]]:
     """The model with per-tensor weight scales wherever the worst channel keeps ``min_sqnr_db``."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.python import util
 
-    model = util._convert_model_from_bytearray_to_object(model_content)
+    from quant.tflite_flatbuffer import read_model, write_model
+
+    model = read_model(model_content)
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     choices = []
@@ -67,7 +69,7 @@ def narrow_weight_scales(model_content: bytes,
         quant.scale, quant.zeroPoint, quant.quantizedDimension = [scale], [0], 0
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             _requantize_bias(model, graph, op, scale)
-    return bytes(util._convert_model_from_object_to_bytearray(model)), choices
+    return write_model(model), choices
 
 
 def _requantize_bias(model: Any, graph: Any, op: Any, weight_scale: float) -> None:

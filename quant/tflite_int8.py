@@ -119,11 +119,10 @@ def percentile_ranges(
     ``100 - percentile`` and ``percentile`` quantiles (within the recorded min and max) as the range the quantizer uses,
     as onnxruntime's percentile calibration does for the ONNX model.
     """
-    from tensorflow.lite.python import util
-
     from landmarks.runtimes.tflite_runtime import interpreter_class
+    from quant.tflite_flatbuffer import read_model, write_model
 
-    model = util._convert_model_from_bytearray_to_object(calibrated)
+    model = read_model(calibrated)
     graph = model.subgraphs[0]
     ranged = {i: t for i, t in enumerate(graph.tensors)
               if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
@@ -143,7 +142,7 @@ def percentile_ranges(
         recorded_low, recorded_high = float(tensor.quantization.min[0]), float(tensor.quantization.max[0])
         tensor.quantization.min = np.array([min(max(low, recorded_low), recorded_high)], np.float32)
         tensor.quantization.max = np.array([max(min(high, recorded_high), recorded_low)], np.float32)
-    return bytes(util._convert_model_from_object_to_bytearray(model))
+    return write_model(model)
 
 
 def convert(
@@ -176,6 +175,10 @@ def convert(
         from quant.tflite_granularity import narrow_weight_scales
 
         flatbuffer, _ = narrow_weight_scales(flatbuffer, config.min_weight_sqnr_db)
+    elif not debug:
+        from quant.tflite_flatbuffer import share_zero_points
+
+        flatbuffer = share_zero_points(flatbuffer)
     return write_bytes(out_path, flatbuffer)
 
 

@@ -139,3 +139,38 @@ def test_auto_weight_scales_give_one_scale_where_no_channel_is_lost(models, tmp_
     before = load_predictor(per_channel, num_threads=1).predict(crops).points
     after = load_predictor(tmp_path / "auto.tflite", num_threads=1).predict(crops).points
     assert np.abs(after - before).max() < 0.02  # re-quantized weights, the same model within rounding
+
+
+def test_zero_points_are_written_once_and_the_model_runs_bit_identical(models, tmp_path) -> None:
+    """The per-channel file shares its all-zero int64 zero-point vectors: smaller by at least 8 bytes
+    for every repeated channel, the same quantization read back, the same int8 outputs in LiteRT."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import util
+
+    from quant.tflite_flatbuffer import read_model
+
+    result = run_ptq(models["plain"], tmp_path / "pc.int8.tflite",
+                     _config(tflite=TfliteInt8Config(weight_granularity="per-channel", io_type="int8"),
+                             latency=False), log=lambda _: None)
+    assert result.exit_code == 0
+    shared = result.artifact.read_bytes()
+    unshared = bytes(util._convert_model_from_object_to_bytearray(read_model(shared)))  # one vector per tensor
+    zero_points = [t.quantization.zeroPoint for t in read_model(shared).subgraphs[0].tensors
+                   if t.quantization is not None and t.quantization.zeroPoint is not None]
+    per_channel = [z for z in zero_points if len(z) > 1]
+    assert len(per_channel) >= 4 and all(not z.any() for z in per_channel)
+    distinct = {z.tobytes() for z in zero_points}
+    repeated_bytes = 8 * sum(len(z) for z in zero_points) - sum(len(vector) for vector in distinct)
+    assert len(unshared) - len(shared) >= 0.9 * repeated_bytes > 0
+    unshared_zero_points = [t.quantization.zeroPoint for t in read_model(unshared).subgraphs[0].tensors
+                            if t.quantization is not None and t.quantization.zeroPoint is not None]
+    assert all(np.array_equal(a, b) for a, b in zip(zero_points, unshared_zero_points, strict=True))
+    image = np.random.default_rng(0).integers(-128, 128, (1, 64, 64, 3), dtype=np.int8)
+    outputs = []
+    for content in (shared, unshared):
+        interpreter = Interpreter(model_content=content)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outputs[0], outputs[1])
