@@ -66,6 +66,14 @@ def arm(ratio: str, recipe_run: Path, folder: Path, seed: int, overrides: list[s
     return json.loads((folder / "run" / "manifest.json").read_text())
 
 
+def finished_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of an arm made earlier, for ``--collect``."""
+    path = folder / "run" / "manifest.json"
+    if not path.is_file():
+        raise ConfigError(f"{shown_path(folder)}: no finished arm to collect (run without --collect first)")
+    return json.loads(path.read_text())
+
+
 def _qat_only(student: Path, teacher: Path, folder: Path, seed: int, log: Any) -> Path:
     """Ratio 0: the unpruned student with the recipe's quantization-aware epochs, nothing pruned."""
     from distill.prune import qat_checkpoint
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shipped", default=None, help="the ratio the recipe ships, starred in the plot")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "pareto")
     p.add_argument("--name", default="pareto")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: measure the arms already made under --work/--name (e.g. by another checkout)")
     args = p.parse_args(argv)
     with cli_errors("benchmarks/pareto.py"):
         from landmarks.models import load_checkpoint
@@ -205,15 +215,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for ratio in args.ratios:
             folder = args.work / args.name / f"ratio_{ratio}"
-            manifest = arm(ratio, args.recipe_run, folder, seed, args.overrides)
+            manifest = (finished_manifest(folder) if args.collect else
+                        arm(ratio, args.recipe_run, folder, seed, args.overrides))
             rows += rows_of(ratio, manifest, folder / "run", val)
         add_latency(rows, input_size)
         for row in rows:
             row["file"] = shown_path(row["file"])
         cpu = cpu_name()
         source = shown_path(args.recipe_run)
-        save_results(RESULTS, args.name, {"cpu": cpu, "recipe_run": source, "seed": seed, "rows": rows},
-                     table(rows, cpu, source), command=f"python benchmarks/pareto.py --recipe-run {source}")
+        command = " ".join(["python benchmarks/pareto.py --recipe-run", source,
+                            *(f"--set {item}" for item in args.overrides)])
+        save_results(RESULTS, args.name, {"cpu": cpu, "recipe_run": source, "seed": seed,
+                                          "overrides": args.overrides, "rows": rows},
+                     table(rows, cpu, source), command=command)
         plot(rows, RESULTS / f"{args.name}.png", args.shipped)
     return 0
 
