@@ -20,6 +20,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_flags() -> str:
+    """The instruction sets that decide INT8 speed on x86: AVX-512 VNNI, AVX-VNNI, AMX, else AVX2 only."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return platform.machine()
+    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2") if f" {f}" in flags]
+    return ", ".join(found) or "no AVX2"
+
+
 def shown_path(path: str | Path) -> str:
     """A path as a results file may show it: relative to the current folder or the data root
     (``$LANDMARKS_DATA``) when inside one, else its last two parts; never a machine's absolute path."""

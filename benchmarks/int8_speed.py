@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from dataclasses import replace
@@ -27,21 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import cpu_name, save_results, shown_path  # noqa: E402
+from benchmarks.common import cpu_flags, cpu_name, save_results, shown_path  # noqa: E402
 from landmarks.errors import cli_errors  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def cpu_flags() -> str:
-    """The instruction sets that decide INT8 speed on x86: AVX-512 VNNI, AVX-VNNI, AMX, else AVX2 only."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return platform.machine()
-    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2") if f" {f}" in flags]
-    return ", ".join(found) or "no AVX2"
 
 
 def run(model: Path, log: Any = print) -> dict[str, Any]:

@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import cpu_name, save_results, shown_path  # noqa: E402
-from benchmarks.int8_speed import cpu_flags  # noqa: E402
+from benchmarks.common import cpu_flags, cpu_name, save_results, shown_path  # noqa: E402
 from landmarks.errors import cli_errors  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "300w_pfld025.yaml"
